@@ -1,0 +1,2 @@
+"""stockflow: stream-processing order management on Kafka."""
+__version__ = "0.1.0"

@@ -1,0 +1,178 @@
+"""The Faust app and everything a worker holds, built from settings."""
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import faust
+
+from . import metrics
+from .settings import Settings
+from .streams.topics import Topics
+from .tables.nodes import NodeView
+from .tables.stock import SeenTable, StockTable, approx_keys
+
+log = logging.getLogger(__name__)
+
+
+def kafka_client_kwargs(settings: Settings) -> dict[str, Any]:
+    """Connection settings for our own aiokafka clients (security passes through)."""
+    kw: dict[str, Any] = {
+        "bootstrap_servers": settings.kafka_bootstrap.split(","),
+        "security_protocol": settings.kafka_security_protocol,
+    }
+    if settings.kafka_sasl_mechanism:
+        kw["sasl_mechanism"] = settings.kafka_sasl_mechanism
+        kw["sasl_plain_username"] = settings.kafka_sasl_username
+        if settings.kafka_sasl_password is not None:
+            kw["sasl_plain_password"] = settings.kafka_sasl_password.get_secret_value()
+    return kw
+
+
+def _faust_credentials(settings: Settings) -> Any:
+    if settings.kafka_sasl_mechanism:
+        return faust.SASLCredentials(
+            username=settings.kafka_sasl_username,
+            password=settings.kafka_sasl_password.get_secret_value()
+            if settings.kafka_sasl_password
+            else None,
+            mechanism=settings.kafka_sasl_mechanism,
+        )
+    return None
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    app: faust.App
+    topics: Topics
+    faust_topics: dict[str, Any]
+    node_view: NodeView
+    stock: StockTable
+    seen: SeenTable
+    emit: Any = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    def is_ready(self) -> bool:
+        app = self.app
+        recovery = app.tables.recovery
+        return (
+            self.node_view.ready.is_set()
+            and recovery.completed.is_set()
+            and not app.rebalancing
+            and not recovery.in_recovery
+        )
+
+
+def create_app(settings: Settings) -> Runtime:
+    from .agents import inventory, nodes
+    from .agents.emit import Emitter
+    from .connectors import http_api
+
+    app = faust.App(
+        settings.app_id,
+        broker=[f"kafka://{hp.strip()}" for hp in settings.kafka_bootstrap.split(",")],
+        broker_credentials=_faust_credentials(settings),
+        store="rocksdb://",
+        datadir=str(settings.worker_dir()),
+        topic_partitions=settings.partitions,
+        topic_replication_factor=settings.replication_factor,
+        table_standby_replicas=settings.table_standby_replicas,
+        broker_commit_interval=settings.commit_interval_s,
+        # A SIGKILLed worker's partitions move on once its session expires:
+        # keep that short so fail-over takes seconds, not a minute.
+        broker_session_timeout=settings.session_timeout_s,
+        broker_heartbeat_interval=max(0.5, settings.session_timeout_s / 4),
+        consumer_auto_offset_reset="earliest",
+        web_port=settings.web_port,
+        web_bind=settings.web_bind,
+        web_host=settings.web_host,
+        canonical_url=settings.canonical_url,
+        key_serializer="raw",
+        value_serializer="raw",
+        producer_acks=-1,
+        autodiscover=False,
+        web_enabled=True,
+        stream_wait_empty=False,
+    )
+    topics = Topics(settings.topic_prefix)
+    faust_topics = {
+        name: app.topic(
+            name,
+            key_type=bytes,
+            value_type=bytes,
+            key_serializer="raw",
+            value_serializer="raw",
+            partitions=settings.partitions,
+        )
+        for name in topics.all()
+    }
+    stock_table = app.Table(
+        "stock",
+        default=None,
+        # bytes keys serialise raw, so the router hashes the same bytes the
+        # producers keyed the input topic with
+        key_type=bytes,
+        partitions=settings.partitions,
+    )
+    seen_table = app.Table(
+        "seen-events",
+        default=None,
+        # bytes keys serialise raw, so the router hashes the same bytes the
+        # producers keyed the input topic with
+        key_type=bytes,
+        partitions=settings.partitions,
+    )
+    node_view = NodeView(topics.nodes, settings.max_payload_bytes, kafka_client_kwargs(settings))
+    rt = Runtime(
+        settings=settings,
+        app=app,
+        topics=topics,
+        faust_topics=faust_topics,
+        node_view=node_view,
+        stock=StockTable(stock_table),
+        seen=SeenTable(seen_table),
+    )
+    rt.emit = Emitter(faust_topics, faust_topics[topics.deadletter])
+
+    nodes.register(rt)
+    inventory.register(rt)
+    http_api.register(rt)
+
+    @app.task
+    async def follow_nodes() -> None:
+        await node_view.run()
+
+    @app.timer(interval=5.0)
+    async def gauges() -> None:
+        metrics.READY.set(1 if rt.is_ready() else 0)
+        metrics.TABLE_KEYS.labels("stock").set(approx_keys(stock_table))
+        metrics.TABLE_KEYS.labels("seen-events").set(approx_keys(seen_table))
+        await _update_lag(rt)
+
+    return rt
+
+
+async def _update_lag(rt: Runtime) -> None:
+    consumer = rt.app.consumer
+    try:
+        assignment = consumer.assignment()
+    except Exception:
+        return
+    lag: dict[str, int] = {}
+    for tp in assignment:
+        try:
+            high = consumer.highwater(tp)
+            pos = await asyncio.wait_for(consumer.position(tp), 1.0)
+        except Exception:
+            continue
+        if high is None or pos is None:
+            continue
+        lag[tp.topic] = lag.get(tp.topic, 0) + max(0, high - pos)
+    for topic, value in lag.items():
+        metrics.CONSUMER_LAG.labels(topic).set(value)
+
+
+__all__ = ["Runtime", "create_app", "kafka_client_kwargs"]

@@ -1,0 +1,116 @@
+"""The ``stockflow`` command (DESIGN.md section 1)."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from .errors import StockflowError
+
+
+def _settings(**overrides):
+    from .settings import load
+
+    try:
+        return load(**overrides)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = "STOCKFLOW_" + str(first["loc"][0]).upper() if first["loc"] else "settings"
+        raise StockflowError(f"bad setting {field}: {first['msg']}") from None
+
+
+def _kafka_dir(data_dir: str | None) -> Path:
+    if data_dir:
+        return Path(data_dir)
+    base = os.environ.get("STOCKFLOW_DATA_DIR", ".stockflow")
+    return Path(base) / "kafka"
+
+
+def cmd_kafka(args) -> int:
+    from .kafka_local import broker
+
+    data_dir = _kafka_dir(args.data_dir)
+    if args.action == "start":
+        info = broker.start(port=args.port, data_dir=data_dir)
+        print(info.bootstrap)
+        return 0
+    if args.action == "stop":
+        stopped = broker.stop(data_dir)
+        print("stopped" if stopped else "not running")
+        return 0
+    info = broker.status(data_dir)
+    if info is None:
+        print(f"not running (data dir {data_dir})")
+        return 1
+    print(f"running at {info.bootstrap} (pid {info.pid}, data dir {info.data_dir})")
+    return 0
+
+
+def cmd_worker(args) -> int:
+    settings = _settings(web_port=args.web_port, data_dir=args.data_dir)
+    return run_worker(settings)
+
+
+def run_worker(settings) -> int:
+    import logging
+
+    from faust.worker import Worker
+
+    from .app import create_app
+    from .streams.admin import ensure_topics
+
+    ensure_topics(settings)
+    settings.worker_dir().mkdir(parents=True, exist_ok=True)
+    rt = create_app(settings)
+    worker = Worker(rt.app, loglevel=settings.log_level.upper(), quiet=True)
+    logging.getLogger("stockflow").setLevel(settings.log_level.upper())
+    worker.execute_from_commandline()
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from .connectors import demo
+
+    return demo.main(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="stockflow", description="Stream-processing order management on Kafka")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    k = sub.add_parser("kafka", help="the local Apache Kafka broker (dev/CI)")
+    k.add_argument("action", choices=["start", "stop", "status"])
+    k.add_argument("--port", type=int, default=9092)
+    k.add_argument("--data-dir", default=None, help="default: $STOCKFLOW_DATA_DIR/kafka")
+    k.set_defaults(func=cmd_kafka)
+
+    w = sub.add_parser("worker", help="run one worker until SIGTERM/SIGINT")
+    w.add_argument("--web-port", type=int, default=None)
+    w.add_argument("--data-dir", default=None)
+    w.set_defaults(func=cmd_worker)
+
+    d = sub.add_parser("demo", help="the main job on the embedded default")
+    d.add_argument("--duration", type=float, default=None)
+    d.add_argument("--seed", type=int, default=7)
+    d.add_argument("--workers", type=int, default=1)
+    d.add_argument("--json-summary", default=None)
+    d.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args) or 0
+    except StockflowError as exc:
+        print(f"stockflow: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,57 @@
+"""Runtime settings, from the environment (prefix ``STOCKFLOW_``) and flags."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="STOCKFLOW_", extra="ignore")
+
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    partitions: int = Field(8, ge=1, le=1024)
+    replication_factor: int = Field(1, ge=1)
+    data_dir: Path = Path(".stockflow")
+    web_port: int = Field(6066, ge=1, le=65535)
+    web_host: str = "127.0.0.1"
+    web_bind: str = "127.0.0.1"
+    same_day_radius_km: float = Field(50.0, gt=0)
+    app_id: str = "stockflow"
+    topic_prefix: str = "stockflow"
+    # Records over this size are dead-lettered without being parsed, so one
+    # hostile record cannot balloon a worker's memory.
+    max_payload_bytes: int = Field(1_048_576, ge=1024)
+    table_standby_replicas: int = Field(0, ge=0)
+    batch_size: int = Field(500, ge=1)
+    batch_within_s: float = Field(0.01, gt=0)
+    commit_interval_s: float = Field(1.0, gt=0)
+    session_timeout_s: float = Field(10.0, ge=6, le=300)
+    log_level: str = "warning"
+    # Kafka security pass-through; never printed (SecretStr).
+    kafka_security_protocol: str = "PLAINTEXT"
+    kafka_sasl_mechanism: str | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+
+    @field_validator("kafka_bootstrap")
+    @classmethod
+    def _bootstrap_has_port(cls, v: str) -> str:
+        for hp in v.split(","):
+            host, _, port = hp.strip().rpartition(":")
+            if not host or not port.isdigit():
+                raise ValueError(f"expected host:port[,host:port], got {v!r}")
+        return v
+
+    @property
+    def canonical_url(self) -> str:
+        return f"http://{self.web_host}:{self.web_port}"
+
+    def worker_dir(self) -> Path:
+        return self.data_dir / f"worker-{self.web_port}"
+
+
+def load(**overrides) -> Settings:
+    """Settings from the environment, with flags (non-None overrides) on top."""
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})

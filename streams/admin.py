@@ -1,0 +1,71 @@
+"""Creating the contract's topics when they are missing (kafka-python admin)."""
+from __future__ import annotations
+
+import time
+
+from kafka import KafkaAdminClient
+from kafka.admin import NewTopic
+from kafka.errors import KafkaError, TopicAlreadyExistsError
+
+from ..settings import Settings
+from ..errors import StockflowError
+from .topics import Topics
+
+
+class AdminError(StockflowError):
+    pass
+
+
+def admin_client(settings: Settings, timeout_s: float = 30.0) -> KafkaAdminClient:
+    deadline = time.monotonic() + timeout_s
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            return KafkaAdminClient(
+                bootstrap_servers=settings.kafka_bootstrap.split(","),
+                client_id="stockflow-admin",
+                request_timeout_ms=15000,
+                **security_kwargs(settings),
+            )
+        except KafkaError as exc:  # broker not reachable yet
+            last = exc
+            time.sleep(0.5)
+    raise AdminError(f"cannot reach Kafka at {settings.kafka_bootstrap}: {last}")
+
+
+def security_kwargs(settings: Settings) -> dict:
+    kw: dict = {"security_protocol": settings.kafka_security_protocol}
+    if settings.kafka_sasl_mechanism:
+        kw["sasl_mechanism"] = settings.kafka_sasl_mechanism
+        kw["sasl_plain_username"] = settings.kafka_sasl_username
+        if settings.kafka_sasl_password is not None:
+            kw["sasl_plain_password"] = settings.kafka_sasl_password.get_secret_value()
+    return kw
+
+
+def ensure_topics(settings: Settings, extra: dict[str, int] | None = None) -> list[str]:
+    """Create every contract topic (plus ``extra`` name -> partitions) that is
+    missing; return the names created."""
+    topics = Topics(settings.topic_prefix)
+    admin = admin_client(settings)
+    try:
+        existing = set(admin.list_topics())
+        wanted = []
+        for name, spec in topics.all().items():
+            if name in existing:
+                continue
+            configs = {"cleanup.policy": "compact"} if spec.compacted else {}
+            wanted.append(NewTopic(name, settings.partitions, settings.replication_factor, topic_configs=configs))
+        for name, parts in (extra or {}).items():
+            if name not in existing:
+                wanted.append(NewTopic(name, parts, settings.replication_factor))
+        created = []
+        for nt in wanted:
+            try:
+                admin.create_topics([nt])
+                created.append(nt.name)
+            except TopicAlreadyExistsError:
+                pass  # another worker won the race
+        return created
+    finally:
+        admin.close()

@@ -1,0 +1,348 @@
+"""Event models of the wire contract (DESIGN.md section 4).
+
+Every model is frozen and ignores unknown fields (the contract grows only by
+optional fields). Input models are validated strictly, so a quantity sent as
+``"5"`` or ``true`` is a contract breach that goes to the dead-letter topic
+rather than a silent coercion.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+# Identifiers are short printable strings; a bound keeps hostile input cheap.
+Id = Annotated[str, StringConstraints(min_length=1, max_length=200, strip_whitespace=False)]
+PositiveQty = Annotated[int, Field(gt=0, le=1_000_000_000)]
+
+
+class Event(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore", strict=True)
+
+
+class InputEvent(Event):
+    event_id: Id
+    occurred_at: datetime
+
+
+# --------------------------------------------------------------------- nodes
+NodeKind = Literal["dc", "store", "dropship", "3pl"]
+Service = Literal["ship", "pickup", "curbside", "same_day"]
+
+
+class Node(Event):
+    node_id: Id
+    kind: NodeKind
+    lat: float = Field(ge=-90, le=90)
+    lon: float = Field(ge=-180, le=180)
+    services: tuple[Service, ...] = ()
+    daily_capacity: int | None = Field(default=None, ge=0)
+    safety_stock: int = Field(default=0, ge=0)
+    cost_per_order: float = Field(default=0.0, ge=0)
+    cost_per_km: float = Field(default=0.0, ge=0)
+    active: bool = True
+
+
+# ---------------------------------------------------------- inventory movements
+MovementType = Literal[
+    "receipt",
+    "sale",
+    "damage",
+    "transfer_out",
+    "transfer_in",
+    "adjustment",
+    "count",
+    "expected",
+    "expected_cancel",
+]
+POSITIVE_QTY_TYPES = frozenset(
+    {"receipt", "sale", "damage", "transfer_out", "transfer_in", "expected"}
+)
+
+
+class InventoryMovement(InputEvent):
+    sku: Id
+    node_id: Id
+    type: MovementType
+    qty: int | None = Field(default=None, ge=-1_000_000_000, le=1_000_000_000)
+    supply_id: Id | None = None
+    eta: datetime | None = None
+    reason: str | None = Field(default=None, max_length=1000)
+
+    @model_validator(mode="after")
+    def _qty_fits_type(self) -> "InventoryMovement":
+        t, q = self.type, self.qty
+        if t == "expected_cancel":
+            if self.supply_id is None:
+                raise ValueError("expected_cancel needs supply_id")
+            return self
+        if q is None:
+            raise ValueError(f"{t} needs qty")
+        if t in POSITIVE_QTY_TYPES and q <= 0:
+            raise ValueError(f"{t} needs qty > 0, got {q}")
+        if t == "count" and q < 0:
+            raise ValueError(f"count needs qty >= 0, got {q}")
+        if t == "adjustment" and q == 0:
+            raise ValueError("adjustment needs a non-zero qty")
+        if t == "expected" and (self.supply_id is None or self.eta is None):
+            raise ValueError("expected needs supply_id and eta")
+        return self
+
+
+# ------------------------------------------------------------ order commands
+Channel = Literal["web", "app", "marketplace", "store", "edi", "social"]
+DeliveryMethod = Literal["ship", "pickup", "curbside", "same_day"]
+
+
+class Customer(Event):
+    customer_id: Id
+    email: str | None = Field(default=None, max_length=320)
+    phone: str | None = Field(default=None, max_length=40)
+
+
+class OrderLine(Event):
+    line_id: Id
+    sku: Id
+    qty: PositiveQty
+    unit_price: float | None = Field(default=None, ge=0)
+
+
+class Address(Event):
+    lat: float = Field(ge=-90, le=90)
+    lon: float = Field(ge=-180, le=180)
+    postal_code: str | None = Field(default=None, max_length=40)
+    country: str | None = Field(default=None, max_length=60)
+
+
+class Delivery(Event):
+    method: DeliveryMethod
+    pickup_node_id: Id | None = None
+    address: Address | None = None
+
+    @model_validator(mode="after")
+    def _method_needs(self) -> "Delivery":
+        if self.method in ("pickup", "curbside") and not self.pickup_node_id:
+            raise ValueError(f"{self.method} needs pickup_node_id")
+        if self.method in ("ship", "same_day") and self.address is None:
+            raise ValueError(f"{self.method} needs address")
+        return self
+
+
+class LineRef(Event):
+    line_id: Id
+    qty: PositiveQty | None = None
+
+
+class ReturnLine(Event):
+    line_id: Id
+    qty: PositiveQty
+
+
+OrderCommandType = Literal["create", "cancel", "cancel_line", "change_address", "return_request"]
+
+
+class OrderCommand(InputEvent):
+    type: OrderCommandType
+    order_id: Id
+    channel: Channel | None = None
+    customer: Customer | None = None
+    lines: tuple[OrderLine, ...] | None = Field(default=None, max_length=500)
+    delivery: Delivery | None = None
+    allow_partial: bool = True
+    allow_backorder: bool = True
+    line_id: Id | None = None
+    qty: PositiveQty | None = None
+    address: Address | None = None
+
+    @model_validator(mode="after")
+    def _fields_for_type(self) -> "OrderCommand":
+        t = self.type
+        if t == "create":
+            missing = [
+                f
+                for f in ("channel", "customer", "lines", "delivery")
+                if getattr(self, f) is None
+            ]
+            if missing:
+                raise ValueError(f"create needs {', '.join(missing)}")
+            if not self.lines:
+                raise ValueError("create needs at least one line")
+            ids = [ln.line_id for ln in self.lines]
+            if len(set(ids)) != len(ids):
+                raise ValueError("line_id values must be unique")
+        elif t == "cancel_line" and self.line_id is None:
+            raise ValueError("cancel_line needs line_id")
+        elif t == "change_address" and self.address is None:
+            raise ValueError("change_address needs address")
+        elif t == "return_request":
+            if not self.lines:
+                raise ValueError("return_request needs lines")
+        return self
+
+
+class ReturnRequest(Event):
+    """The ``lines`` of a return_request: line_id and qty only."""
+
+    lines: tuple[ReturnLine, ...]
+
+
+# -------------------------------------------------------- fulfilment updates
+FulfillmentType = Literal[
+    "picked",
+    "packed",
+    "shipped",
+    "delivered",
+    "ready_for_pickup",
+    "picked_up",
+    "short",
+    "rejected",
+    "return_received",
+]
+
+
+class ShipmentLine(Event):
+    line_id: Id
+    sku: Id
+    qty: PositiveQty
+
+
+class FulfillmentUpdate(InputEvent):
+    order_id: Id
+    shipment_id: Id
+    node_id: Id
+    type: FulfillmentType
+    lines: tuple[ShipmentLine, ...] = Field(default=(), max_length=500)
+    carrier: str | None = Field(default=None, max_length=200)
+    tracking_number: str | None = Field(default=None, max_length=200)
+    condition: Literal["resellable", "damaged"] | None = None
+
+
+# ------------------------------------------------------------------ outputs
+class Out(Event):
+    # Outputs are built by stockflow itself: no strict mode needed, and
+    # lax mode lets pure functions pass plain dicts for nested parts.
+    model_config = ConfigDict(frozen=True, extra="ignore", strict=False)
+
+
+class Shipment(Out):
+    shipment_id: str
+    node_id: str
+    method: DeliveryMethod
+    lines: tuple[ShipmentLine, ...]
+    distance_km: float
+    cost: float
+
+
+class Backorder(Out):
+    line_id: str
+    sku: str
+    qty: int
+    expected_date: datetime | None = None
+
+
+class RejectedLine(Out):
+    line_id: str
+    sku: str
+    qty: int
+    reason: str
+
+
+class Allocation(Out):
+    decision_id: str
+    order_id: str
+    occurred_at: datetime
+    caused_by: str
+    status: Literal["allocated", "partial", "backordered", "rejected"]
+    shipments: tuple[Shipment, ...] = ()
+    backorders: tuple[Backorder, ...] = ()
+    rejected: tuple[RejectedLine, ...] = ()
+
+
+class FulfillmentRequest(Out):
+    request_id: str
+    node_id: str
+    order_id: str
+    shipment_id: str
+    method: DeliveryMethod
+    lines: tuple[ShipmentLine, ...]
+    address: Address | None = None
+    pickup_node_id: str | None = None
+    action: Literal["release", "cancel"]
+
+
+NotificationType = Literal[
+    "order_confirmed",
+    "backordered",
+    "shipped",
+    "ready_for_pickup",
+    "delivered",
+    "cancelled",
+    "partially_cancelled",
+    "return_received",
+    "refund_issued",
+    "delayed",
+]
+
+
+class Notification(Out):
+    notification_id: str
+    order_id: str
+    type: NotificationType
+    customer: Customer
+    channel: Literal["email", "sms"]
+    data: dict = Field(default_factory=dict)
+
+
+class Availability(Out):
+    sku: str
+    node_id: str
+    on_hand: int
+    reserved: int
+    safety_stock: int
+    atp: int
+    network_atp: int
+    occurred_at: datetime
+
+
+LineStatus = Literal[
+    "created",
+    "allocated",
+    "partial",
+    "backordered",
+    "released",
+    "shipped",
+    "delivered",
+    "cancelled",
+    "returned",
+    "rejected",
+]
+
+
+class OrderStatusLine(Out):
+    line_id: str
+    sku: str
+    qty: int
+    status: LineStatus
+    allocated: int = 0
+    shipped: int = 0
+    cancelled: int = 0
+    returned: int = 0
+
+
+class OrderStatus(Out):
+    order_id: str
+    status: LineStatus
+    lines: tuple[OrderStatusLine, ...]
+    occurred_at: datetime
+
+
+class DeadLetter(Out):
+    source_topic: str
+    partition: int | None
+    offset: int | None
+    key: str | None
+    error: str
+    detail: str
+    payload: str
+    occurred_at: datetime

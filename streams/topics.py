@@ -1,0 +1,90 @@
+"""Every topic declared once, with its key and value types (DESIGN.md section 3).
+
+Agents, connectors, tests and the admin step that creates topics all take
+their names and types from here.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from pydantic import BaseModel
+
+from . import events as ev
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    suffix: str
+    key: str  # the event field the record key carries
+    value: type[BaseModel]
+    direction: Literal["in", "out", "internal"]
+    compacted: bool = False
+
+
+SPECS: dict[str, TopicSpec] = {
+    "nodes": TopicSpec("nodes", "node_id", ev.Node, "in", compacted=True),
+    "movements": TopicSpec("inventory.movements", "sku", ev.InventoryMovement, "in"),
+    "order_commands": TopicSpec("orders.commands", "order_id", ev.OrderCommand, "in"),
+    "fulfillment_updates": TopicSpec("fulfillment.updates", "order_id", ev.FulfillmentUpdate, "in"),
+    "allocations": TopicSpec("allocations", "order_id", ev.Allocation, "out"),
+    "fulfillment_requests": TopicSpec("fulfillment.requests", "node_id", ev.FulfillmentRequest, "out"),
+    "notifications": TopicSpec("notifications", "order_id", ev.Notification, "out"),
+    "availability": TopicSpec("availability", "sku", ev.Availability, "out"),
+    "order_status": TopicSpec("orders.status", "order_id", ev.OrderStatus, "out"),
+    "deadletter": TopicSpec("deadletter", "key", ev.DeadLetter, "out"),
+}
+
+
+@dataclass(frozen=True)
+class Topics:
+    """Topic names under one prefix (``stockflow`` in production; tests use
+    a fresh prefix each so they never see each other's records)."""
+
+    prefix: str = "stockflow"
+
+    def name(self, logical: str) -> str:
+        return f"{self.prefix}.{SPECS[logical].suffix}"
+
+    @property
+    def nodes(self) -> str:
+        return self.name("nodes")
+
+    @property
+    def movements(self) -> str:
+        return self.name("movements")
+
+    @property
+    def order_commands(self) -> str:
+        return self.name("order_commands")
+
+    @property
+    def fulfillment_updates(self) -> str:
+        return self.name("fulfillment_updates")
+
+    @property
+    def allocations(self) -> str:
+        return self.name("allocations")
+
+    @property
+    def fulfillment_requests(self) -> str:
+        return self.name("fulfillment_requests")
+
+    @property
+    def notifications(self) -> str:
+        return self.name("notifications")
+
+    @property
+    def availability(self) -> str:
+        return self.name("availability")
+
+    @property
+    def order_status(self) -> str:
+        return self.name("order_status")
+
+    @property
+    def deadletter(self) -> str:
+        return self.name("deadletter")
+
+    def all(self) -> dict[str, TopicSpec]:
+        return {self.name(k): spec for k, spec in SPECS.items()}

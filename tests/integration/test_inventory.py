@@ -1,0 +1,114 @@
+"""Movements through the real broker and a real worker to ATP, availability and dead letters."""
+from __future__ import annotations
+
+import pytest
+
+from ..support import http_get, movement, node_record, wait_until
+
+pytestmark = pytest.mark.integration
+
+
+def atp_of(worker, sku):
+    status, body = http_get(f"{worker.url}/atp/{sku}")
+    assert status == 200, body
+    return {n["node_id"]: n for n in body["nodes"]}, body
+
+
+def test_movements_show_in_atp_and_availability(cluster):
+    cluster.send("nodes", "S1", node_record("S1", safety_stock=2))
+    cluster.send("nodes", "S2", node_record("S2"))
+    cluster.flush()
+    w = cluster.add_worker()
+    sends = [
+        ("SKU-A", movement("SKU-A", "S1", "receipt", 10)),
+        ("SKU-A", movement("SKU-A", "S1", "sale", 3)),
+        ("SKU-A", movement("SKU-A", "S2", "count", 20)),
+        ("SKU-A", movement("SKU-A", "S2", "damage", 1)),
+        ("SKU-A", movement("SKU-A", "S2", "expected", 30, supply_id="PO-9", eta="2026-12-24T00:00:00Z")),
+        ("SKU-B", movement("SKU-B", "S1", "adjustment", -4)),
+    ]
+    for key, rec in sends:
+        cluster.send("movements", key, rec)
+    cluster.flush()
+
+    def settled():
+        nodes, body = atp_of(w, "SKU-A")
+        return body if nodes.get("S2", {}).get("on_hand") == 19 and body["expected"] else None
+
+    body = wait_until(settled, 60, what="SKU-A settled")
+    nodes = {n["node_id"]: n for n in body["nodes"]}
+    assert nodes["S1"] == {"node_id": "S1", "on_hand": 7, "reserved": 0, "safety_stock": 2, "atp": 5, "active": True}
+    assert nodes["S2"]["atp"] == 19
+    assert body["network_atp"] == 24
+    assert body["expected"] == [{"supply_id": "PO-9", "node_id": "S2", "qty": 30, "eta": "2026-12-24T00:00:00+00:00"}]
+    b_nodes, b_body = atp_of(w, "SKU-B")
+    assert b_nodes["S1"]["on_hand"] == -4 and b_body["network_atp"] == 0
+
+    avail = wait_until(
+        lambda: [r for r in cluster.read_all("availability") if r["key"] == "SKU-A" and r["value"]["node_id"] == "S2" and r["value"]["on_hand"] == 19],
+        30,
+        what="availability event",
+    )
+    assert avail[-1]["value"]["network_atp"] == 24
+    unknown = http_get(f"{w.url}/atp/NO-SUCH-SKU")[1]
+    assert unknown["known"] is False and unknown["network_atp"] == 0
+
+
+def test_duplicate_event_id_counted_once(cluster):
+    cluster.send("nodes", "S1", node_record("S1"))
+    cluster.flush()
+    w = cluster.add_worker()
+    rec = movement("SKU-D", "S1", "receipt", 5, event_id="dup-1")
+    for _ in range(3):
+        cluster.send("movements", "SKU-D", rec)
+    # same event_id from a different SKU is a different event (ids are per producer)
+    cluster.send("movements", "SKU-E", movement("SKU-E", "S1", "receipt", 2, event_id="dup-1"))
+    cluster.send("movements", "SKU-D", movement("SKU-D", "S1", "receipt", 1))
+    cluster.flush()
+    body = wait_until(lambda: (b := atp_of(w, "SKU-D")[1]) and b["network_atp"] == 6 and b, 60, what="SKU-D = 6")
+    assert body["nodes"][0]["on_hand"] == 6
+    assert atp_of(w, "SKU-E")[0]["S1"]["on_hand"] == 2
+    assert w.metric("stockflow_duplicates_skipped_total") >= 2
+
+
+BAD_RECORDS = [
+    ("not_json", "SKU-X", b"{this is not json"),
+    ("not_object", "SKU-X", b"[1, 2, 3]"),
+    ("invalid_fields", "SKU-X", {"event_id": "b1", "sku": "SKU-X"}),
+    ("invalid_fields", "SKU-X", movement("SKU-X", "S1", "receipt", "12")),
+    ("invalid_fields", "SKU-X", movement("SKU-X", "S1", "sale", -5)),
+    ("invalid_fields", "SKU-X", movement("SKU-X", "S1", "receipt", 0)),
+    ("unknown_node", "SKU-X", movement("SKU-X", "NOWHERE", "receipt", 1)),
+    ("key_mismatch", "SKU-OTHER", movement("SKU-X", "S1", "receipt", 1)),
+    ("not_json", "SKU-X", b"\xff\xfe\xfd binary"),
+    ("empty", "SKU-X", None),
+]
+
+
+def test_bad_records_go_to_deadletter_and_worker_keeps_going(cluster):
+    cluster.send("nodes", "S1", node_record("S1"))
+    cluster.send("nodes", "BAD", {"node_id": "BAD", "kind": "spaceship"})
+    cluster.flush()
+    w = cluster.add_worker()
+    for _, key, value in BAD_RECORDS:
+        cluster.send("movements", key, value)
+    cluster.send("movements", "SKU-X", movement("SKU-X", "S1", "receipt", 9))
+    cluster.flush()
+    wait_until(lambda: atp_of(w, "SKU-X")[1]["network_atp"] == 9, 60, what="good record after bad ones")
+    letters = wait_until(
+        lambda: (r := cluster.read_all("deadletter")) and len(r) >= len(BAD_RECORDS) + 1 and r,
+        30,
+        what="dead letters",
+    )
+    by_source = [r["value"] for r in letters if r["value"]["source_topic"] == cluster.topics.movements]
+    assert sorted(v["error"] for v in by_source) == sorted(r for r, _, _ in BAD_RECORDS)
+    for v in by_source:
+        assert v["partition"] is not None and v["offset"] is not None and v["detail"] or v["error"] == "empty"
+    binary = [v for v in by_source if v["payload"].startswith("base64:")]
+    assert len(binary) == 1
+    assert any(v["error"] == "invalid_fields" and "qty" in v["detail"] for v in by_source)
+    node_letters = [r["value"] for r in letters if r["value"]["source_topic"] == cluster.topics.nodes]
+    assert [v["error"] for v in node_letters] == ["invalid_fields"]
+    assert w.alive()
+    assert w.metric("stockflow_dead_letters_total", {"reason": "unknown_node"}) == 1
+    assert w.metric("stockflow_dead_letters_total") == len(BAD_RECORDS) + 1

@@ -1,0 +1,286 @@
+"""Test helpers: real workers as subprocesses, kafka-python clients, bounded waits."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+from stockflow.streams.topics import Topics
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat()
+
+
+def unique(prefix: str = "t") -> str:
+    return f"{prefix}{uuid.uuid4().hex[:10]}"
+
+
+def http_get(url: str, timeout: float = 10.0) -> tuple[int, Any]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:
+            body = r.read()
+            status = r.status
+    except urllib.error.HTTPError as e:
+        body, status = e.read(), e.code
+    try:
+        return status, json.loads(body)
+    except ValueError:
+        return status, body.decode("utf-8", "replace")
+
+
+def wait_until(check: Callable[[], Any], timeout: float, interval: float = 0.2, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            last = check()
+        except Exception as exc:  # not there yet (connection refused, ...)
+            last = exc
+        else:
+            if last:
+                return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
+
+
+@dataclass
+class WorkerProc:
+    env: dict
+    web_port: int
+    log_path: Path
+    proc: subprocess.Popen | None = None
+    starts: int = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.web_port}"
+
+    def start(self, wait_ready: bool = True, timeout: float = 90.0) -> "WorkerProc":
+        self.starts += 1
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "stockflow.cli", "worker"],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        if wait_ready:
+            self.wait_ready(timeout)
+        return self
+
+    def wait_ready(self, timeout: float = 90.0) -> None:
+        def ready():
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"worker exited {self.proc.returncode}:\n{self.tail()}")
+            return http_get(self.url + "/ready", timeout=2)[0] == 200
+
+        try:
+            wait_until(ready, timeout, 0.3, f"worker {self.web_port} ready")
+        except RuntimeError as exc:
+            raise AssertionError(str(exc)) from None
+        except AssertionError:
+            raise AssertionError(f"worker {self.web_port} not ready in {timeout}s:\n{self.tail()}") from None
+
+    def kill(self, sig: int = signal.SIGKILL, timeout: float = 60.0) -> int | None:
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else None
+        self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait(10)
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def tail(self, n: int = 60) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
+        except OSError:
+            return ""
+
+    def metric(self, name: str, labels: dict | None = None) -> float:
+        status, body = http_get(self.url + "/metrics")
+        assert status == 200
+        return parse_metric(body, name, labels)
+
+
+def parse_metric(text: str, name: str, labels: dict | None = None) -> float:
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith("#") or not line.startswith(name):
+            continue
+        metric, _, value = line.rpartition(" ")
+        base, _, lab = metric.partition("{")
+        if base != name:
+            continue
+        if labels:
+            pairs = dict(
+                p.split("=", 1) for p in lab.rstrip("}").split(",") if "=" in p
+            )
+            pairs = {k: v.strip('"') for k, v in pairs.items()}
+            if any(pairs.get(k) != v for k, v in labels.items()):
+                continue
+        total += float(value)
+    return total
+
+
+@dataclass
+class Cluster:
+    """One test's workers, topics and clients, all under a fresh prefix."""
+
+    bootstrap: str
+    base_dir: Path
+    partitions: int = 8
+    prefix: str = field(default_factory=lambda: unique("sf"))
+    workers: list[WorkerProc] = field(default_factory=list)
+    _producer: KafkaProducer | None = None
+
+    @property
+    def topics(self) -> Topics:
+        return Topics(self.prefix)
+
+    def worker_env(self, web_port: int, extra: dict | None = None) -> dict:
+        env = dict(os.environ)
+        env.update(
+            {
+                "STOCKFLOW_KAFKA_BOOTSTRAP": self.bootstrap,
+                "STOCKFLOW_TOPIC_PREFIX": self.prefix,
+                "STOCKFLOW_APP_ID": self.prefix,
+                "STOCKFLOW_PARTITIONS": str(self.partitions),
+                "STOCKFLOW_WEB_PORT": str(web_port),
+                "STOCKFLOW_DATA_DIR": str(self.base_dir),
+                "STOCKFLOW_LOG_LEVEL": "info",
+                "STOCKFLOW_COMMIT_INTERVAL_S": "0.5",
+            }
+        )
+        env.update(extra or {})
+        return env
+
+    def add_worker(self, start: bool = True, extra_env: dict | None = None, **kw) -> WorkerProc:
+        port = free_port()
+        w = WorkerProc(self.worker_env(port, extra_env), port, self.base_dir / f"worker-{port}.log")
+        self.workers.append(w)
+        if start:
+            w.start(**kw)
+        return w
+
+    @property
+    def producer(self) -> KafkaProducer:
+        if self._producer is None:
+            self._producer = KafkaProducer(
+                bootstrap_servers=self.bootstrap,
+                acks="all",
+                linger_ms=5,
+                max_in_flight_requests_per_connection=1,
+            )
+        return self._producer
+
+    def send(self, logical: str, key: str | bytes | None, value: Any) -> None:
+        topic = self.topics.name(logical)
+        k = key.encode() if isinstance(key, str) else key
+        if isinstance(value, (dict, list)):
+            v = json.dumps(value).encode()
+        elif isinstance(value, str):
+            v = value.encode()
+        else:
+            v = value
+        self.producer.send(topic, key=k, value=v)
+
+    def flush(self) -> None:
+        self.producer.flush(timeout=60)
+
+    def read_all(self, logical: str, timeout: float = 5.0, min_count: int = 0) -> list[dict]:
+        """Every record now on a topic (values JSON-decoded), bounded in time."""
+        topic = self.topics.name(logical)
+        consumer = KafkaConsumer(
+            bootstrap_servers=self.bootstrap,
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            consumer_timeout_ms=1000,
+        )
+        try:
+            parts = consumer.partitions_for_topic(topic) or set()
+            tps = [TopicPartition(topic, p) for p in parts]
+            if not tps:
+                return []
+            consumer.assign(tps)
+            consumer.seek_to_beginning(*tps)
+            end = consumer.end_offsets(tps)
+            out: list[dict] = []
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                batch = consumer.poll(timeout_ms=300, max_records=5000)
+                for records in batch.values():
+                    for r in records:
+                        out.append({"key": r.key.decode() if r.key else None, "value": json.loads(r.value) if r.value else None, "partition": r.partition, "offset": r.offset})
+                if all(consumer.position(tp) >= end[tp] for tp in tps) and len(out) >= min_count:
+                    break
+                if all(consumer.position(tp) >= end[tp] for tp in tps):
+                    end = consumer.end_offsets(tps)
+            return out
+        finally:
+            consumer.close()
+
+    def close(self) -> None:
+        for w in self.workers:
+            w.kill(signal.SIGTERM, timeout=30)
+        if self._producer is not None:
+            self._producer.close(timeout=5)
+
+
+def node_record(node_id: str, kind: str = "store", lat: float = 52.52, lon: float = 13.40, **kw) -> dict:
+    rec = {
+        "node_id": node_id,
+        "kind": kind,
+        "lat": lat,
+        "lon": lon,
+        "services": ["ship", "pickup", "curbside", "same_day"],
+        "daily_capacity": None,
+        "safety_stock": 0,
+        "cost_per_order": 5.0,
+        "cost_per_km": 0.1,
+        "active": True,
+    }
+    rec.update(kw)
+    return rec
+
+
+_counter = iter(range(10**12))
+
+
+def movement(sku: str, node_id: str, type_: str, qty: int | None = None, event_id: str | None = None, **kw) -> dict:
+    rec = {
+        "event_id": event_id or f"m-{next(_counter)}-{uuid.uuid4().hex[:6]}",
+        "occurred_at": now_iso(),
+        "sku": sku,
+        "node_id": node_id,
+        "type": type_,
+    }
+    if qty is not None:
+        rec["qty"] = qty
+    rec.update(kw)
+    return rec

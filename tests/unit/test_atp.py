@@ -1,0 +1,140 @@
+from datetime import datetime, timezone
+
+import pytest
+
+from stockflow.domain.atp import (
+    NodeStock,
+    SkuState,
+    apply_movement,
+    atp,
+    availability_rows,
+    expected_supply,
+    future_atp,
+    network_atp,
+)
+from stockflow.streams.events import InventoryMovement, Node
+
+SRC = "stockflow.inventory.movements:0"
+
+
+def node(node_id="N1", safety=0, active=True):
+    return Node(node_id=node_id, kind="store", lat=52.0, lon=13.0, services=("ship",), safety_stock=safety, active=active)
+
+
+_seq = iter(range(10**9))
+
+
+def mv(type_, qty=None, node_id="N1", sku="SKU1", **kw):
+    return InventoryMovement(
+        event_id=f"e{next(_seq)}",
+        occurred_at=datetime(2026, 11, 22, tzinfo=timezone.utc),
+        sku=sku,
+        node_id=node_id,
+        type=type_,
+        qty=qty,
+        **kw,
+    )
+
+
+def run(*movements, state=None):
+    state = state or SkuState("SKU1")
+    for off, m in enumerate(movements):
+        state = apply_movement(state, m, SRC, off).state
+    return state
+
+
+@pytest.mark.parametrize(
+    "type_,qty,expected",
+    [
+        ("receipt", 5, 15),
+        ("transfer_in", 3, 13),
+        ("sale", 4, 6),
+        ("damage", 2, 8),
+        ("transfer_out", 10, 0),
+        ("adjustment", -3, 7),
+        ("adjustment", 6, 16),
+        ("count", 42, 42),
+        ("count", 0, 0),
+    ],
+)
+def test_each_movement_type_moves_on_hand(type_, qty, expected):
+    state = run(mv("count", 10), mv(type_, qty))
+    assert state.node("N1").on_hand == expected
+
+
+def test_count_after_deltas_replaces_not_adds():
+    state = run(mv("receipt", 100), mv("sale", 7), mv("damage", 3), mv("count", 50), mv("sale", 1))
+    assert state.node("N1").on_hand == 49
+
+
+def test_sale_below_zero_keeps_ledger_but_atp_is_clamped():
+    state = run(mv("receipt", 2), mv("sale", 5))
+    assert state.node("N1").on_hand == -3
+    assert atp(state.node("N1"), node()) == 0
+
+
+def test_expected_supply_is_not_on_hand():
+    eta = datetime(2026, 12, 1, tzinfo=timezone.utc)
+    state = run(mv("receipt", 4), mv("expected", 20, supply_id="PO-1", eta=eta))
+    assert state.node("N1").on_hand == 4
+    assert network_atp(state, {"N1": node()}) == 4
+    assert expected_supply(state) == [("PO-1", "N1", 20, eta.isoformat())]
+    assert future_atp(state, {"N1": node()}, eta) == 24
+    assert future_atp(state, {"N1": node()}, datetime(2026, 11, 30, tzinfo=timezone.utc)) == 4
+    assert future_atp(state, {"N1": node()}, eta, promised={"PO-1": 15}) == 9
+
+
+def test_receipt_against_supply_consumes_it():
+    eta = datetime(2026, 12, 1, tzinfo=timezone.utc)
+    state = run(mv("expected", 20, supply_id="PO-1", eta=eta), mv("receipt", 12, supply_id="PO-1"))
+    assert state.node("N1").on_hand == 12
+    assert state.supply["PO-1"].qty == 8
+    state = run(mv("receipt", 8, supply_id="PO-1"), state=state)
+    assert "PO-1" not in state.supply
+    assert state.node("N1").on_hand == 20
+
+
+def test_expected_cancel_drops_supply():
+    eta = datetime(2026, 12, 1, tzinfo=timezone.utc)
+    state = run(mv("expected", 20, supply_id="PO-1", eta=eta), mv("expected_cancel", supply_id="PO-1"))
+    assert state.supply == {}
+
+
+def test_safety_stock_and_reserved_and_inactive():
+    assert atp(NodeStock(10, 3), node(safety=2)) == 5
+    assert atp(NodeStock(10, 9), node(safety=2)) == 0
+    assert atp(NodeStock(10, 0), node(active=False)) == 0
+    assert atp(NodeStock(10, 0), None) == 0
+
+
+def test_network_atp_sums_nodes():
+    state = run(mv("receipt", 5, node_id="A"), mv("receipt", 7, node_id="B"), mv("receipt", 9, node_id="C"))
+    nodes = {"A": node("A", safety=1), "B": node("B"), "C": node("C", active=False)}
+    assert network_atp(state, nodes) == 4 + 7
+    rows = availability_rows(state, ["A"], nodes)
+    assert rows == [
+        {"sku": "SKU1", "node_id": "A", "on_hand": 5, "reserved": 0, "safety_stock": 1, "atp": 4, "network_atp": 11}
+    ]
+
+
+def test_changed_and_short_nodes_reported():
+    state = SkuState("SKU1", stock={"N1": NodeStock(5, 4)})
+    r = apply_movement(state, mv("sale", 2), SRC, 0)
+    assert r.changed_nodes == ("N1",)
+    assert r.short_nodes == ("N1",)
+    r2 = apply_movement(state, mv("count", 5), SRC, 1)
+    assert r2.changed_nodes == ()
+    assert r2.short_nodes == ()
+
+
+def test_offsets_mark_applied_and_state_round_trips():
+    eta = datetime(2026, 12, 1, tzinfo=timezone.utc)
+    state = run(mv("receipt", 3), mv("expected", 2, supply_id="S", eta=eta))
+    assert state.applied(SRC, 1)
+    assert not state.applied(SRC, 2)
+    assert not state.applied("other:0", 0)
+    assert SkuState.from_dict(state.to_dict()) == state
+    # the input state is never mutated (pure)
+    before = state.to_dict()
+    apply_movement(state, mv("sale", 1), SRC, 5)
+    assert state.to_dict() == before
