@@ -93,9 +93,11 @@ def build_parser() -> argparse.ArgumentParser:
     w.set_defaults(func=cmd_worker)
 
     d = sub.add_parser("demo", help="the main job on the embedded default")
-    d.add_argument("--duration", type=float, default=None)
+    d.add_argument("--duration", type=float, default=None, help="seconds of simulated traffic (default 60)")
     d.add_argument("--seed", type=int, default=7)
-    d.add_argument("--workers", type=int, default=1)
+    d.add_argument("--workers", type=int, default=2)
+    d.add_argument("--skus", type=int, default=2000)
+    d.add_argument("--rate", type=float, default=1500.0, help="offered events per second")
     d.add_argument("--json-summary", default=None)
     d.set_defaults(func=cmd_demo)
     return p

@@ -4,12 +4,7 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
-import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -18,13 +13,8 @@ from typing import Any, Callable
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
+from stockflow.connectors.local_workers import LocalWorker, free_port, http_get, parse_metric  # noqa: F401
 from stockflow.streams.topics import Topics
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def now_iso() -> str:
@@ -33,19 +23,6 @@ def now_iso() -> str:
 
 def unique(prefix: str = "t") -> str:
     return f"{prefix}{uuid.uuid4().hex[:10]}"
-
-
-def http_get(url: str, timeout: float = 10.0) -> tuple[int, Any]:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as r:
-            body = r.read()
-            status = r.status
-    except urllib.error.HTTPError as e:
-        body, status = e.read(), e.code
-    try:
-        return status, json.loads(body)
-    except ValueError:
-        return status, body.decode("utf-8", "replace")
 
 
 def wait_until(check: Callable[[], Any], timeout: float, interval: float = 0.2, what: str = "condition") -> Any:
@@ -63,88 +40,17 @@ def wait_until(check: Callable[[], Any], timeout: float, interval: float = 0.2, 
     raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
 
 
-@dataclass
-class WorkerProc:
-    env: dict
-    web_port: int
-    log_path: Path
-    proc: subprocess.Popen | None = None
-    starts: int = 0
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.web_port}"
-
-    def start(self, wait_ready: bool = True, timeout: float = 90.0) -> "WorkerProc":
-        self.starts += 1
-        log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "stockflow.cli", "worker"],
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        if wait_ready:
-            self.wait_ready(timeout)
-        return self
-
-    def wait_ready(self, timeout: float = 90.0) -> None:
-        def ready():
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"worker exited {self.proc.returncode}:\n{self.tail()}")
-            return http_get(self.url + "/ready", timeout=2)[0] == 200
-
-        try:
-            wait_until(ready, timeout, 0.3, f"worker {self.web_port} ready")
-        except RuntimeError as exc:
-            raise AssertionError(str(exc)) from None
-        except AssertionError:
-            raise AssertionError(f"worker {self.web_port} not ready in {timeout}s:\n{self.tail()}") from None
+class WorkerProc(LocalWorker):
+    """A worker under test: ``kill`` defaults to SIGKILL."""
 
     def kill(self, sig: int = signal.SIGKILL, timeout: float = 60.0) -> int | None:
-        if self.proc is None or self.proc.poll() is not None:
-            return self.proc.returncode if self.proc else None
-        self.proc.send_signal(sig)
+        return self.stop(sig, timeout)
+
+    def wait_ready(self, timeout: float = 120.0) -> None:
         try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            return self.proc.wait(10)
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def tail(self, n: int = 60) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
-        except OSError:
-            return ""
-
-    def metric(self, name: str, labels: dict | None = None) -> float:
-        status, body = http_get(self.url + "/metrics")
-        assert status == 200
-        return parse_metric(body, name, labels)
-
-
-def parse_metric(text: str, name: str, labels: dict | None = None) -> float:
-    total = 0.0
-    for line in text.splitlines():
-        if line.startswith("#") or not line.startswith(name):
-            continue
-        metric, _, value = line.rpartition(" ")
-        base, _, lab = metric.partition("{")
-        if base != name:
-            continue
-        if labels:
-            pairs = dict(
-                p.split("=", 1) for p in lab.rstrip("}").split(",") if "=" in p
-            )
-            pairs = {k: v.strip('"') for k, v in pairs.items()}
-            if any(pairs.get(k) != v for k, v in labels.items()):
-                continue
-        total += float(value)
-    return total
+            super().wait_ready(timeout)
+        except RuntimeError as exc:
+            raise AssertionError(str(exc)) from None
 
 
 @dataclass
