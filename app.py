@@ -11,8 +11,8 @@ import faust
 from . import metrics
 from .settings import Settings
 from .streams.topics import Topics
-from .tables.nodes import NodeView
-from .tables.stock import SeenTable, StockTable, approx_keys
+from .tables.replica import AtpView, NodeView
+from .tables.stock import OrderTable, SeenTable, StockTable, approx_keys
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,9 @@ class Runtime:
     topics: Topics
     faust_topics: dict[str, Any]
     node_view: NodeView
+    atp_view: AtpView
     stock: StockTable
+    orders: OrderTable
     seen: SeenTable
     emit: Any = None
     extras: dict[str, Any] = field(default_factory=dict)
@@ -60,6 +62,7 @@ class Runtime:
         recovery = app.tables.recovery
         return (
             self.node_view.ready.is_set()
+            and self.atp_view.ready.is_set()
             and recovery.completed.is_set()
             and not app.rebalancing
             and not recovery.in_recovery
@@ -67,7 +70,7 @@ class Runtime:
 
 
 def create_app(settings: Settings) -> Runtime:
-    from .agents import inventory, nodes
+    from .agents import inventory, nodes, orders
     from .agents.emit import Emitter
     from .connectors import http_api
 
@@ -125,31 +128,42 @@ def create_app(settings: Settings) -> Runtime:
         key_type=bytes,
         partitions=settings.partitions,
     )
+    orders_table = app.Table("orders", default=None, key_type=bytes, partitions=settings.partitions)
     node_view = NodeView(topics.nodes, settings.max_payload_bytes, kafka_client_kwargs(settings))
+    atp_view = AtpView(topics.atp_view, kafka_client_kwargs(settings))
     rt = Runtime(
         settings=settings,
         app=app,
         topics=topics,
         faust_topics=faust_topics,
         node_view=node_view,
+        atp_view=atp_view,
         stock=StockTable(stock_table),
+        orders=OrderTable(orders_table),
         seen=SeenTable(seen_table),
     )
     rt.emit = Emitter(faust_topics, faust_topics[topics.deadletter])
 
     nodes.register(rt)
     inventory.register(rt)
+    orders.register(rt)
     http_api.register(rt)
 
     @app.task
     async def follow_nodes() -> None:
         await node_view.run()
 
+    @app.task
+    async def follow_atp() -> None:
+        await atp_view.run()
+
     @app.timer(interval=5.0)
     async def gauges() -> None:
         metrics.READY.set(1 if rt.is_ready() else 0)
         metrics.TABLE_KEYS.labels("stock").set(approx_keys(stock_table))
         metrics.TABLE_KEYS.labels("seen-events").set(approx_keys(seen_table))
+        metrics.TABLE_KEYS.labels("orders").set(approx_keys(orders_table))
+        metrics.TABLE_KEYS.labels("atp-view").set(atp_view.keys())
         await _update_lag(rt)
 
     return rt

@@ -28,6 +28,15 @@ PROCESSING_LATENCY = Histogram(
     buckets=LATENCY_BUCKETS,
     registry=REGISTRY,
 )
+ORDERS_RECEIVED = Counter("stockflow_orders_received", "Order creates accepted for allocation", registry=REGISTRY)
+RESERVATION_RETRIES = Counter(
+    "stockflow_reservation_replans",
+    "Orders re-planned because an owner granted less than the view promised",
+    registry=REGISTRY,
+)
+HTTP_REJECTED = Counter(
+    "stockflow_http_rejected", "HTTP requests refused, by status", ["route", "status"], registry=REGISTRY
+)
 ALLOCATIONS = Counter(
     "stockflow_allocations", "Allocation decisions by status", ["status"], registry=REGISTRY
 )

@@ -30,6 +30,10 @@ class Emitter:
     def send(self, topic: str, key: str | None, event: BaseModel) -> None:
         self.topics[topic].send_soon(key=encode_key(key), value=encode(event))
 
+    def send_raw(self, topic: str, key: str | bytes | None, value: bytes) -> None:
+        k = key.encode("utf-8") if isinstance(key, str) else key
+        self.topics[topic].send_soon(key=k, value=value)
+
     def dead_letter(
         self,
         *,

@@ -1,27 +1,40 @@
-"""Inventory movements -> stock state and availability events.
+"""The owner of each SKU's stock: movements and reservation commands.
 
-Thin by design: decode, check, call the pure ATP functions, write. Work is
-taken in micro-batches; a batch writes each SKU's state once and one
-availability event per SKU and node it changed (the last figures win).
+One agent takes both topics (both keyed by SKU, co-partitioned), so every
+change to a SKU's state is decided by one worker, one record at a time: the
+single-owner rule that makes oversell impossible.
+
+Thin by design: decode, check, call the pure functions (domain/atp.py,
+domain/reservations.py), write. Work is taken in micro-batches; a batch
+writes each SKU's state once and one availability event per SKU and node it
+changed (the last figures win).
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
 from .. import metrics
-from ..domain.atp import SkuState, apply_movement, availability_rows
+from ..domain import reservations as owner
+from ..domain.atp import Backorder, SkuState, apply_movement, availability_rows
 from ..domain.idempotency import Seen, classify, dedupe_key, position
+from ..domain.sourcing import LineRequest, SourcingRequest, source
 from ..streams.codec import decode, decode_key
 from ..streams.events import Availability, InventoryMovement
 from ..streams.exceptions import DecodeError
 from ..tables.context import bind_event
+from ..tables.replica import atp_key
 from .emit import now, observe_latency
 
 if TYPE_CHECKING:
     from ..app import Runtime
 
+COMMANDS = {"reserve", "release", "consume", "backorder"}
 
-class MovementBatch:
+
+class StockBatch:
     """What one batch changed, written once at its end."""
 
     def __init__(self) -> None:
@@ -32,12 +45,38 @@ class MovementBatch:
         held = self.states.get(sku)
         return held[0] if held else rt.stock.get(sku)
 
+    def keep(self, state: SkuState, event: Any, changed: tuple[str, ...]) -> None:
+        self.states[state.sku] = (state, event)
+        for node_id in changed:
+            self.touched[(state.sku, node_id)] = event
 
-async def handle(rt: "Runtime", event: Any, batch: MovementBatch) -> None:
-    # Faust reads and writes a table in the partition of the current event.
-    bind_event(event)
+
+def make_pick(rt: "Runtime"):
+    radius = rt.settings.same_day_radius_km
+
+    def pick(sku: str, b: Backorder, free: dict[str, int]) -> dict[str, int]:
+        req = SourcingRequest(
+            method=b.method,
+            lines=(LineRequest(b.line_id, sku, b.qty),),
+            lat=b.lat,
+            lon=b.lon,
+            pickup_node_id=b.pickup_node_id,
+            exclude_nodes=frozenset(b.exclude),
+            same_day_radius_km=radius,
+        )
+        plan = source(req, rt.node_view.nodes, {(sku, n): q for n, q in free.items()})
+        return {sh.node_id: sum(q for _, _, q in sh.lines) for sh in plan.shipments}
+
+    return pick
+
+
+def _reply(rt: "Runtime", replies: tuple[dict, ...]) -> None:
+    for r in replies:
+        rt.emit.send_raw(rt.topics.order_events, r["order_id"], orjson.dumps(r))
+
+
+async def handle_movement(rt: "Runtime", event: Any, batch: StockBatch) -> None:
     msg = event.message
-    metrics.EVENTS_PROCESSED.labels(msg.topic).inc()
     try:
         key = decode_key(msg.key)
         m = decode(msg.value, InventoryMovement, rt.settings.max_payload_bytes)
@@ -52,12 +91,11 @@ async def handle(rt: "Runtime", event: Any, batch: MovementBatch) -> None:
         if rt.node_view.get(m.node_id) is None:
             rt.emit.dead_letter_record(msg, "unknown_node", f"node {m.node_id!r} is not in {rt.topics.nodes}")
             return
-
-    source = f"{msg.topic}:{msg.partition}"
+    source_tp = f"{msg.topic}:{msg.partition}"
     here = position(msg.topic, msg.partition, msg.offset)
     dkey = dedupe_key(m.sku, m.event_id)
     state = batch.state(rt, m.sku)
-    seen = classify(rt.seen.get(dkey), here, state.applied(source, msg.offset))
+    seen = classify(rt.seen.get(dkey), here, state.applied(source_tp, msg.offset))
     if seen is Seen.DUPLICATE:
         metrics.DUPLICATES_SKIPPED.labels(msg.topic).inc()
         return
@@ -68,14 +106,63 @@ async def handle(rt: "Runtime", event: Any, batch: MovementBatch) -> None:
         metrics.DUPLICATES_SKIPPED.labels(msg.topic).inc()
         batch.touched[(m.sku, m.node_id)] = event
         return
-    result = apply_movement(state, m, source, msg.offset)
-    batch.states[m.sku] = (result.state, event)
-    for node_id in result.changed_nodes:
-        batch.touched[(m.sku, node_id)] = event
-    # result.short_nodes: re-sourcing reservations arrives with orders.
+    before = state.node(m.node_id).on_hand
+    result = apply_movement(state, m, source_tp, msg.offset)
+    state, changed = result.state, set(result.changed_nodes)
+    nodes = rt.node_view.nodes
+    if result.short_nodes:
+        revoked = owner.revoke_shortage(state, result.short_nodes, cause=m.event_id)
+        state = revoked.state
+        changed.update(revoked.changed_nodes)
+        _reply(rt, revoked.replies)
+    if state.backorders and state.node(m.node_id).on_hand > before:
+        filled = owner.fill_backorders(state, nodes, m.event_id, rt.extras["pick"])
+        state = filled.state
+        changed.update(filled.changed_nodes)
+        _reply(rt, filled.replies)
+    batch.keep(state, event, tuple(sorted(changed)))
 
 
-def flush(rt: "Runtime", batch: MovementBatch) -> None:
+async def handle_command(rt: "Runtime", event: Any, batch: StockBatch) -> None:
+    msg = event.message
+    try:
+        cmd = orjson.loads(msg.value)
+        sku, kind, cmd_id = cmd["sku"], cmd["cmd"], cmd["cmd_id"]
+        if kind not in COMMANDS or decode_key(msg.key) != sku:
+            raise ValueError(f"bad command {kind!r} for key {msg.key!r}")
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, DecodeError) as exc:
+        rt.emit.dead_letter_record(msg, "bad_internal_command", str(exc)[:300])
+        return
+    source_tp = f"{msg.topic}:{msg.partition}"
+    here = position(msg.topic, msg.partition, msg.offset)
+    dkey = dedupe_key(sku, cmd_id)
+    state = batch.state(rt, sku)
+    seen = classify(rt.seen.get(dkey), here, state.applied(source_tp, msg.offset))
+    if seen is Seen.DUPLICATE or (seen is Seen.REDELIVERED and kind != "reserve"):
+        metrics.DUPLICATES_SKIPPED.labels(msg.topic).inc()
+        return
+    # A redelivered reserve is re-run: it sets (not adds), so the state
+    # stays the same and the reply, possibly lost in the crash, goes again.
+    rt.seen.put(dkey, here)
+    nodes = rt.node_view.nodes
+    pick = rt.extras["pick"]
+    if kind == "reserve":
+        result = owner.reserve(state, cmd, nodes)
+    elif kind == "release":
+        result = owner.release(state, cmd, nodes, pick)
+    elif kind == "consume":
+        result = owner.consume(state, cmd, nodes)
+    else:
+        result = owner.add_backorders(state, cmd, nodes, pick)
+    if result.oversell:
+        metrics.OVERSELL_VIOLATIONS.inc(result.oversell)
+    offsets = dict(result.state.offsets)
+    offsets[source_tp] = msg.offset
+    batch.keep(replace(result.state, offsets=offsets), event, result.changed_nodes)
+    _reply(rt, result.replies)
+
+
+def flush(rt: "Runtime", batch: StockBatch) -> None:
     for state, event in batch.states.values():
         bind_event(event)
         rt.stock.put(state)
@@ -86,18 +173,35 @@ def flush(rt: "Runtime", batch: MovementBatch) -> None:
         state = batch.state(rt, sku)
         for row in availability_rows(state, (node_id,), nodes):
             rt.emit.send(rt.topics.availability, sku, Availability(**row, occurred_at=at))
+            rt.emit.send_raw(rt.topics.atp_view, atp_key(sku, node_id), str(row["atp"]).encode())
             metrics.AVAILABILITY_EVENTS.inc()
-        observe_latency(rt.topics.movements, event.message.timestamp)
+        if event.message.topic == rt.topics.movements:
+            observe_latency(rt.topics.movements, event.message.timestamp)
 
 
 def register(rt: "Runtime") -> None:
-    topic = rt.faust_topics[rt.topics.movements]
+    rt.extras["pick"] = make_pick(rt)
+    topic = rt.app.topic(
+        rt.topics.movements,
+        rt.topics.sku_commands,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+    )
 
-    @rt.app.agent(topic, name="inventory", concurrency=1)
-    async def inventory(stream):
+    @rt.app.agent(topic, name="stock", concurrency=1)
+    async def stock(stream):
         await rt.node_view.ready.wait()
         async for events in stream.take_events(rt.settings.batch_size, rt.settings.batch_within_s):
-            batch = MovementBatch()
+            batch = StockBatch()
             for event in events:
-                await handle(rt, event, batch)
+                # Faust reads and writes a table in the partition of the current event.
+                bind_event(event)
+                metrics.EVENTS_PROCESSED.labels(event.message.topic).inc()
+                if event.message.topic == rt.topics.movements:
+                    await handle_movement(rt, event, batch)
+                else:
+                    await handle_command(rt, event, batch)
             flush(rt, batch)
+

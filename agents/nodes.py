@@ -1,4 +1,4 @@
-"""Validates node master data; the replicated view (tables/nodes.py) serves reads."""
+"""Validates node master data; the replicated view (tables/replica.py) serves reads."""
 from __future__ import annotations
 
 from typing import TYPE_CHECKING

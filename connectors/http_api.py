@@ -5,13 +5,20 @@ partition, so any worker answers for any SKU.
 """
 from __future__ import annotations
 
+import uuid
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
+import orjson
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST
+from pydantic import ValidationError
 
 from .. import metrics
 from ..domain.atp import atp, expected_supply, network_atp
+from ..domain.orders import status_document
+from ..streams.codec import encode, encode_key, field_errors
+from ..streams.events import OrderCommand
 
 if TYPE_CHECKING:
     from ..app import Runtime
@@ -46,9 +53,58 @@ def atp_document(rt: "Runtime", sku: str) -> dict:
     }
 
 
+def parse_order(raw: bytes, max_bytes: int) -> tuple[OrderCommand | None, int, dict]:
+    """(command, HTTP status, body): 202 with the command, or a 4xx with why."""
+    if len(raw) > max_bytes:
+        return None, 413, {"error": "payload_too_large", "limit_bytes": max_bytes}
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        return None, 422, {"error": "not_json", "detail": str(exc)[:200]}
+    if not isinstance(body, dict):
+        return None, 422, {"error": "not_object", "detail": "the body must be a JSON object"}
+    # Channels may leave the envelope to us: a fresh event_id and the time now.
+    body.setdefault("event_id", str(uuid.uuid4()))
+    body.setdefault("occurred_at", datetime.now(timezone.utc).isoformat())
+    try:
+        cmd = OrderCommand.model_validate_json(orjson.dumps(body), strict=True)
+    except ValidationError as exc:
+        return None, 422, {"error": "invalid_fields", "fields": field_errors(exc)}
+    return cmd, 202, {"event_id": cmd.event_id, "order_id": cmd.order_id, "type": cmd.type}
+
+
 def register(rt: "Runtime") -> None:
     app = rt.app
     stock_table = rt.stock.table
+    orders_table = rt.orders.table
+    commands_topic = rt.faust_topics[rt.topics.order_commands]
+
+    @app.page("/orders")
+    class OrderIntake(View):
+        async def post(self, request: Request) -> Response:
+            raw = await request.read()
+            cmd, status, body = parse_order(raw, rt.settings.max_payload_bytes)
+            if cmd is None:
+                metrics.HTTP_REJECTED.labels("/orders", str(status)).inc()
+                return self.json(body, status=status)
+            fut = await commands_topic.send(key=encode_key(cmd.order_id), value=encode(cmd))
+            await fut  # 202 only once the command is on the topic
+            return self.json(body, status=202)
+
+    @app.page("/orders/{order_id}")
+    class OrderView(View):
+        @app.table_route(table=orders_table, match_info="order_id")
+        async def get(self, request: Request, order_id: str) -> Response:
+            state = rt.orders.get(order_id)
+            if state is None:
+                return self.json({"error": "unknown_order", "order_id": order_id}, status=404)
+            doc = status_document(state, datetime.now(timezone.utc))
+            doc["shipments"] = [
+                {"shipment_id": sid, "node_id": sh["node_id"], "status": sh["status"],
+                 "lines": [{"line_id": lid, "sku": sku, "qty": q} for lid, sku, q in sh["lines"]]}
+                for sid, sh in state["shipments"].items()
+            ]
+            return self.json(doc)
 
     @app.page("/atp/{sku}")
     class AtpView(View):

@@ -28,10 +28,38 @@ class Supply:
 
 
 @dataclass(frozen=True, slots=True)
+class Backorder:
+    """A line waiting for this SKU, filled oldest first when stock arrives."""
+
+    created_at: str  # the order's occurred_at, RFC 3339: the queue order
+    order_id: str
+    line_id: str
+    qty: int
+    method: str
+    pickup_node_id: str | None = None
+    lat: float | None = None
+    lon: float | None = None
+    exclude: tuple[str, ...] = ()
+
+    def to_list(self) -> list:
+        return [self.created_at, self.order_id, self.line_id, self.qty, self.method,
+                self.pickup_node_id, self.lat, self.lon, list(self.exclude)]
+
+    @classmethod
+    def from_list(cls, v: list) -> "Backorder":
+        return cls(v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], tuple(v[8]))
+
+
+@dataclass(frozen=True, slots=True)
 class SkuState:
     sku: str
     stock: Mapping[str, NodeStock] = field(default_factory=dict)
     supply: Mapping[str, Supply] = field(default_factory=dict)
+    # order_id -> node_id -> units held; reserved per node is their sum.
+    reservations: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
+    # order_id -> the latest planning attempt seen, so a stale request loses.
+    attempts: Mapping[str, int] = field(default_factory=dict)
+    backorders: tuple[Backorder, ...] = ()
     # Highest input offset applied, per source ("topic:partition"). A SKU's
     # records always come from one partition of each topic, so this tells a
     # redelivered record (offset <= it) from a new one, and it travels in the
@@ -51,6 +79,9 @@ class SkuState:
             "stock": {n: [s.on_hand, s.reserved] for n, s in self.stock.items()},
             "supply": {k: [s.node_id, s.qty, s.eta] for k, s in self.supply.items()},
             "offsets": dict(self.offsets),
+            "res": {o: dict(r) for o, r in self.reservations.items()},
+            "att": dict(self.attempts),
+            "bo": [b.to_list() for b in self.backorders],
         }
 
     @classmethod
@@ -60,6 +91,9 @@ class SkuState:
             stock={n: NodeStock(v[0], v[1]) for n, v in d.get("stock", {}).items()},
             supply={k: Supply(v[0], v[1], v[2]) for k, v in d.get("supply", {}).items()},
             offsets=dict(d.get("offsets", {})),
+            reservations={o: dict(r) for o, r in d.get("res", {}).items()},
+            attempts=dict(d.get("att", {})),
+            backorders=tuple(Backorder.from_list(b) for b in d.get("bo", ())),
         )
 
 
@@ -154,9 +188,7 @@ def apply_movement(
     short = (m.node_id,) if after.on_hand < after.reserved else ()
     offsets = dict(state.offsets)
     offsets[source] = offset
-    return MovementResult(
-        SkuState(state.sku, stock, supply, offsets), changed, short
-    )
+    return MovementResult(replace(state, stock=stock, supply=supply, offsets=offsets), changed, short)
 
 
 def availability_rows(

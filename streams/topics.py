@@ -17,9 +17,11 @@ from . import events as ev
 class TopicSpec:
     suffix: str
     key: str  # the event field the record key carries
-    value: type[BaseModel]
+    value: type[BaseModel] | type[dict]
     direction: Literal["in", "out", "internal"]
     compacted: bool = False
+    # Internal topics carry stockflow's own JSON dicts, not contract events.
+    internal: bool = False
 
 
 SPECS: dict[str, TopicSpec] = {
@@ -33,6 +35,13 @@ SPECS: dict[str, TopicSpec] = {
     "availability": TopicSpec("availability", "sku", ev.Availability, "out"),
     "order_status": TopicSpec("orders.status", "order_id", ev.OrderStatus, "out"),
     "deadletter": TopicSpec("deadletter", "key", ev.DeadLetter, "out"),
+    # stockflow's own, free to change (DESIGN.md section 3):
+    # reservation commands to the owner of a SKU's state
+    "sku_commands": TopicSpec("internal.sku-commands", "sku", dict, "internal", internal=True),
+    # owners' answers back to the owner of the order
+    "order_events": TopicSpec("internal.order-events", "order_id", dict, "internal", internal=True),
+    # ATP per "sku|node", the replicated view orders are planned on
+    "atp_view": TopicSpec("internal.atp", "sku|node", dict, "internal", compacted=True, internal=True),
 }
 
 
@@ -85,6 +94,18 @@ class Topics:
     @property
     def deadletter(self) -> str:
         return self.name("deadletter")
+
+    @property
+    def sku_commands(self) -> str:
+        return self.name("sku_commands")
+
+    @property
+    def order_events(self) -> str:
+        return self.name("order_events")
+
+    @property
+    def atp_view(self) -> str:
+        return self.name("atp_view")
 
     def all(self) -> dict[str, TopicSpec]:
         return {self.name(k): spec for k, spec in SPECS.items()}

@@ -1,7 +1,8 @@
-"""Inventory state tables: stock per SKU, and the event_ids already applied.
+"""State tables: stock per SKU, orders, and the event_ids already applied.
 
-Both are Faust tables on RocksDB (rocksdict) backed by changelog topics, and
-co-partitioned with the inventory movements topic (keyed by SKU).
+All are Faust tables on RocksDB (rocksdict) backed by changelog topics. The
+stock table is co-partitioned with the movements topic (keyed by SKU), the
+orders table with the order commands topic (keyed by order_id).
 """
 from __future__ import annotations
 
@@ -52,3 +53,16 @@ def approx_keys(table: Any) -> int:
         except Exception:
             pass
     return total
+
+
+class OrderTable:
+    """order_id -> the order's state document (domain/orders.py)."""
+
+    def __init__(self, table: Any) -> None:
+        self.table = table
+
+    def get(self, order_id: str) -> dict | None:
+        return self.table.get(order_id.encode())
+
+    def put(self, order_id: str, state: dict) -> None:
+        self.table[order_id.encode()] = state

@@ -190,3 +190,30 @@ def movement(sku: str, node_id: str, type_: str, qty: int | None = None, event_i
         rec["qty"] = qty
     rec.update(kw)
     return rec
+
+
+def order_create(order_id: str, lines: list[tuple[str, int]], method: str = "ship", lat: float = 52.52,
+                 lon: float = 13.40, pickup_node_id: str | None = None, allow_partial: bool = True,
+                 allow_backorder: bool = True, occurred_at: str | None = None, email: str | None = "c@example.com",
+                 channel: str = "web", event_id: str | None = None) -> dict:
+    return {
+        "event_id": event_id or f"oc-{order_id}-{uuid.uuid4().hex[:6]}",
+        "occurred_at": occurred_at or now_iso(),
+        "type": "create",
+        "order_id": order_id,
+        "channel": channel,
+        "customer": {"customer_id": f"cust-{order_id}", "email": email, "phone": "+49301234567"},
+        "lines": [{"line_id": f"L{i + 1}", "sku": sku, "qty": qty, "unit_price": 19.99} for i, (sku, qty) in enumerate(lines)],
+        "delivery": {"method": method, "pickup_node_id": pickup_node_id,
+                     "address": None if method in ("pickup", "curbside") else {"lat": lat, "lon": lon, "country": "DE"}},
+        "allow_partial": allow_partial,
+        "allow_backorder": allow_backorder,
+    }
+
+
+def latest_by_key(records: list[dict]) -> dict:
+    """The last record per key (a topic read as a changelog)."""
+    out = {}
+    for r in sorted(records, key=lambda r: (r["partition"], r["offset"])):
+        out[r["key"]] = r["value"]
+    return out

@@ -1,0 +1,177 @@
+"""The owner of each order: commands from channels, answers from SKU owners.
+
+Both topics are keyed by order_id and co-partitioned, so one worker decides
+everything about an order, one record at a time. Thin: decode, call the
+pure functions of domain/orders.py, write the state, the commands to SKU
+owners and the output events.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from .. import metrics
+from ..domain import orders as flow
+from ..domain.idempotency import Seen, classify, dedupe_key, position
+from ..streams import events as ev
+from ..streams.codec import decode, decode_key
+from ..streams.exceptions import DecodeError
+from ..tables.context import bind_event
+from .emit import now, observe_latency
+
+if TYPE_CHECKING:
+    from ..app import Runtime
+
+OUTPUT_MODELS = {
+    "allocations": ev.Allocation,
+    "fulfillment_requests": ev.FulfillmentRequest,
+    "notifications": ev.Notification,
+    "order_status": ev.OrderStatus,
+}
+
+
+class OrderBatch:
+    def __init__(self) -> None:
+        self.states: dict[str, tuple[dict, Any]] = {}
+
+    def state(self, rt: "Runtime", order_id: str) -> dict | None:
+        held = self.states.get(order_id)
+        return held[0] if held else rt.orders.get(order_id)
+
+
+def _applied(state: dict | None, source: str, offset: int) -> bool:
+    if state is None:
+        return False
+    last = state.get("offsets", {}).get(source)
+    return last is not None and offset <= last
+
+
+def write(rt: "Runtime", step: flow.Step, event: Any, batch: OrderBatch, source: str) -> None:
+    msg = event.message
+    if step.state is not None:
+        step.state.setdefault("offsets", {})[source] = msg.offset
+        batch.states[step.state["order_id"]] = (step.state, event)
+    for cmd in step.commands:
+        rt.emit.send_raw(rt.topics.sku_commands, cmd["sku"], orjson.dumps(cmd))
+    for logical, key, body in step.outputs:
+        model = OUTPUT_MODELS[logical]
+        rt.emit.send(rt.topics.name(logical), key, model.model_validate(body))
+        if logical == "allocations":
+            metrics.ALLOCATIONS.labels(body["status"]).inc()
+            if len(body["shipments"]) > 1:
+                metrics.SPLIT_SHIPMENTS.inc()
+            if body["caused_by"] == (step.state or {}).get("event_id"):
+                metrics.BACKORDERS.inc(len(body["backorders"]))
+                observe_latency(rt.topics.order_commands, (step.state or {}).get("received_ts"))
+
+
+async def handle_command(rt: "Runtime", event: Any, batch: OrderBatch) -> None:
+    msg = event.message
+    try:
+        key = decode_key(msg.key)
+        cmd = decode(msg.value, ev.OrderCommand, rt.settings.max_payload_bytes)
+    except DecodeError as exc:
+        rt.emit.dead_letter_record(msg, exc.reason, exc.detail)
+        return
+    if key != cmd.order_id:
+        rt.emit.dead_letter_record(msg, "key_mismatch", f"key {key!r} is not order_id {cmd.order_id!r}")
+        return
+    source = f"{msg.topic}:{msg.partition}"
+    here = position(msg.topic, msg.partition, msg.offset)
+    dkey = dedupe_key(cmd.order_id, cmd.event_id)
+    state = batch.state(rt, cmd.order_id)
+    seen = classify(rt.seen.get(dkey), here, _applied(state, source, msg.offset))
+    if seen is not Seen.NEW:
+        metrics.DUPLICATES_SKIPPED.labels(msg.topic).inc()
+        return
+    rt.seen.put(dkey, here)
+    at = now()
+    nodes = rt.node_view.nodes
+    if cmd.type == "create":
+        if cmd.delivery.pickup_node_id and cmd.delivery.pickup_node_id not in nodes:
+            await rt.node_view.catch_up()
+        skus = {ln.sku for ln in cmd.lines}
+        step = flow.on_create(state, cmd, rt.atp_view.for_skus(skus), nodes, rt.settings.same_day_radius_km, at)
+        if step.duplicate:
+            metrics.DUPLICATES_SKIPPED.labels(msg.topic).inc()
+            return
+        if step.dead_letter is None:
+            metrics.ORDERS_RECEIVED.inc()
+            step.state["received_ts"] = msg.timestamp
+    elif state is None:
+        step = flow.Step(None, dead_letter=("unknown_order", f"{cmd.type} for unknown order {cmd.order_id!r}"))
+    else:
+        step = flow.Step(None, dead_letter=("unsupported_command", f"{cmd.type} is not handled yet"))
+    if step.dead_letter:
+        rt.emit.dead_letter_record(msg, *step.dead_letter)
+        return
+    write(rt, step, event, batch, source)
+
+
+async def handle_reply(rt: "Runtime", event: Any, batch: OrderBatch) -> None:
+    msg = event.message
+    try:
+        reply = orjson.loads(msg.value)
+        order_id, kind = reply["order_id"], reply["kind"]
+    except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+        rt.emit.dead_letter_record(msg, "bad_internal_event", str(exc)[:300])
+        return
+    source = f"{msg.topic}:{msg.partition}"
+    state = batch.state(rt, order_id)
+    if state is None:
+        rt.emit.dead_letter_record(msg, "unknown_order", f"{kind} for unknown order {order_id!r}")
+        return
+    if _applied(state, source, msg.offset):
+        metrics.DUPLICATES_SKIPPED.labels(msg.topic).inc()
+        return
+    at = now()
+    nodes = rt.node_view.nodes
+    if kind == "reserved":
+        rt.atp_view.update(reply["sku"], reply.get("atp", {}))
+        skus = {ln["sku"] for ln in state["lines"].values()}
+        step = flow.on_reserved(state, reply, rt.atp_view.for_skus(skus), nodes, rt.settings.same_day_radius_km, at)
+        if step.commands and step.state["attempt"] > state["attempt"]:
+            metrics.RESERVATION_RETRIES.inc()
+    elif kind == "backorder_filled":
+        step = flow.on_backorder_filled(state, reply, nodes, at)
+    elif kind == "revoked":
+        step = flow.on_revoked(state, reply, nodes, at)
+    else:
+        rt.emit.dead_letter_record(msg, "bad_internal_event", f"unknown kind {kind!r}")
+        return
+    if step.duplicate:
+        metrics.DUPLICATES_SKIPPED.labels(msg.topic).inc()
+    write(rt, step, event, batch, source)
+
+
+def flush(rt: "Runtime", batch: OrderBatch) -> None:
+    for order_id, (state, event) in batch.states.items():
+        bind_event(event)
+        rt.orders.put(order_id, state)
+
+
+def register(rt: "Runtime") -> None:
+    topic = rt.app.topic(
+        rt.topics.order_commands,
+        rt.topics.order_events,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+    )
+
+    @rt.app.agent(topic, name="orders", concurrency=1)
+    async def orders(stream):
+        await rt.node_view.ready.wait()
+        await rt.atp_view.ready.wait()
+        async for events in stream.take_events(rt.settings.batch_size, rt.settings.batch_within_s):
+            batch = OrderBatch()
+            for event in events:
+                bind_event(event)
+                metrics.EVENTS_PROCESSED.labels(event.message.topic).inc()
+                if event.message.topic == rt.topics.order_commands:
+                    await handle_command(rt, event, batch)
+                else:
+                    await handle_reply(rt, event, batch)
+            flush(rt, batch)

@@ -1,0 +1,225 @@
+"""What the single owner of a SKU decides about reservations: pure, no I/O.
+
+Orders are planned elsewhere, on a replicated view that may lag; every unit
+is granted here, by the one worker that owns the SKU's partition, against
+the SKU's current state. That is what makes oversell impossible without a
+global lock: two orders racing for the last unit reach this owner one after
+the other, and the second one is granted what is left.
+
+Commands are idempotent by construction: ``reserve`` *sets* an order's
+holding of the SKU (it does not add), so a command applied twice leaves the
+same state; a command from an older planning attempt than one already seen
+loses.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Callable, Mapping
+
+# Chooses nodes for one queued line: (sku, backorder, free units by node) -> {node: qty}.
+# The sourcing rules live in domain/sourcing.py; the agent passes them in.
+Pick = Callable[[str, "Backorder", dict[str, int]], dict[str, int]]
+
+from ..streams.events import Node
+from .atp import Backorder, NodeStock, SkuState, atp, expected_supply
+
+
+@dataclass(frozen=True, slots=True)
+class OwnerResult:
+    state: SkuState
+    replies: tuple[dict, ...] = ()  # each to the order owner, keyed by its order_id
+    changed_nodes: tuple[str, ...] = ()
+    oversell: int = 0  # guard: grants beyond ATP (must stay 0)
+
+
+def free_for(state: SkuState, node_id: str, node: Node | None, order_id: str | None = None) -> int:
+    """ATP at a node as one order sees it: its own holding there counts as free."""
+    s = state.node(node_id)
+    mine = state.reservations.get(order_id, {}).get(node_id, 0) if order_id else 0
+    return atp(NodeStock(s.on_hand, s.reserved - mine), node)
+
+
+def atp_by_node(state: SkuState, nodes: Mapping[str, Node]) -> dict[str, int]:
+    return {n: atp(s, nodes.get(n)) for n, s in state.stock.items()}
+
+
+def open_supply(state: SkuState) -> list[list]:
+    """Expected supply not yet promised to queued backorders: [supply_id, node, qty, eta]."""
+    promised = sum(b.qty for b in state.backorders)
+    out = []
+    for sid, node_id, qty, eta in expected_supply(state):
+        take = min(qty, promised)
+        promised -= take
+        if qty - take > 0:
+            out.append([sid, node_id, qty - take, eta])
+    return out
+
+
+def _set_holding(state: SkuState, order_id: str, holding: Mapping[str, int]) -> tuple[SkuState, tuple[str, ...]]:
+    """Replace an order's holding of this SKU; keep per-node reserved in step."""
+    old = state.reservations.get(order_id, {})
+    new = {n: q for n, q in holding.items() if q > 0}
+    if new == old:
+        return state, ()
+    stock = dict(state.stock)
+    changed = []
+    for node_id in sorted(set(old) | set(new)):
+        delta = new.get(node_id, 0) - old.get(node_id, 0)
+        if delta:
+            s = stock.get(node_id) or NodeStock()
+            stock[node_id] = NodeStock(s.on_hand, s.reserved + delta)
+            changed.append(node_id)
+    reservations = dict(state.reservations)
+    if new:
+        reservations[order_id] = new
+    else:
+        reservations.pop(order_id, None)
+    return replace(state, stock=stock, reservations=reservations), tuple(changed)
+
+
+def reserve(state: SkuState, cmd: Mapping, nodes: Mapping[str, Node]) -> OwnerResult:
+    """Grant what it can of ``want`` ({node: qty}) and set the order's holding to it."""
+    order_id, attempt = cmd["order_id"], int(cmd["attempt"])
+    if state.attempts.get(order_id, 0) > attempt:
+        return OwnerResult(state)  # a newer attempt already won; nobody waits for this one
+    granted: dict[str, int] = {}
+    oversell = 0
+    for node_id, want in sorted(cmd["want"].items()):
+        free = free_for(state, node_id, nodes.get(node_id), order_id)
+        got = max(0, min(int(want), free))
+        if got > free:  # the guard: arithmetic above makes this unreachable
+            oversell += 1
+        granted[node_id] = got
+    state, changed = _set_holding(state, order_id, granted)
+    attempts = dict(state.attempts)
+    attempts[order_id] = attempt
+    state = replace(state, attempts=attempts)
+    reply = {
+        "kind": "reserved",
+        "order_id": order_id,
+        "attempt": attempt,
+        "sku": state.sku,
+        "granted": {n: q for n, q in granted.items() if q > 0},
+        "atp": atp_by_node(state, nodes),
+        "supply": open_supply(state),
+    }
+    return OwnerResult(state, (reply,), changed, oversell)
+
+
+def release(state: SkuState, cmd: Mapping, nodes: Mapping[str, Node], pick: Pick | None = None) -> OwnerResult:
+    """Lower an order's holding: ``nodes`` {node: qty} or everything when absent.
+
+    Also drops the order's queued backorders for this SKU when ``drop_backorders``."""
+    order_id = cmd["order_id"]
+    held = dict(state.reservations.get(order_id, {}))
+    which = cmd.get("nodes")
+    if which is None:
+        held = {}
+    else:
+        for node_id, qty in which.items():
+            held[node_id] = max(0, held.get(node_id, 0) - int(qty))
+    state, changed = _set_holding(state, order_id, held)
+    if cmd.get("drop_backorders"):
+        lines = cmd.get("lines")
+        state = replace(
+            state,
+            backorders=tuple(
+                b for b in state.backorders
+                if not (b.order_id == order_id and (lines is None or b.line_id in lines))
+            ),
+        )
+    result = fill_backorders(state, nodes, cmd.get("cmd_id", ""), pick)
+    return OwnerResult(result.state, result.replies, tuple(sorted(set(changed) | set(result.changed_nodes))))
+
+
+def consume(state: SkuState, cmd: Mapping, nodes: Mapping[str, Node]) -> OwnerResult:
+    """Shipped or picked up: on_hand and the order's holding fall together."""
+    order_id, node_id, qty = cmd["order_id"], cmd["node_id"], int(cmd["qty"])
+    held = dict(state.reservations.get(order_id, {}))
+    take = min(qty, held.get(node_id, 0))
+    held[node_id] = held.get(node_id, 0) - take
+    state, changed = _set_holding(state, order_id, held)
+    s = state.node(node_id)
+    stock = dict(state.stock)
+    stock[node_id] = NodeStock(s.on_hand - qty, s.reserved)
+    return OwnerResult(replace(state, stock=stock), (), tuple(sorted(set(changed) | {node_id})))
+
+
+def add_backorders(state: SkuState, cmd: Mapping, nodes: Mapping[str, Node], pick: Pick) -> OwnerResult:
+    """Queue lines waiting for this SKU, then fill what stock allows now."""
+    entries = {(b.order_id, b.line_id): b for b in state.backorders}
+    for e in cmd["entries"]:
+        b = Backorder(
+            created_at=e["created_at"], order_id=cmd["order_id"], line_id=e["line_id"], qty=int(e["qty"]),
+            method=e["method"], pickup_node_id=e.get("pickup_node_id"), lat=e.get("lat"), lon=e.get("lon"),
+            exclude=tuple(e.get("exclude", ())),
+        )
+        if b.qty > 0:
+            entries[(b.order_id, b.line_id)] = b
+        else:
+            entries.pop((b.order_id, b.line_id), None)
+    queue = tuple(sorted(entries.values(), key=lambda b: (b.created_at, b.order_id, b.line_id)))
+    return fill_backorders(replace(state, backorders=queue), nodes, cmd.get("cmd_id", ""), pick)
+
+
+def fill_backorders(state: SkuState, nodes: Mapping[str, Node], cause: str, pick: Pick | None) -> OwnerResult:
+    """Allocate queued backorders oldest first from what is free now."""
+    if not state.backorders or pick is None:
+        return OwnerResult(state)
+    replies = []
+    changed: set[str] = set()
+    remaining = []
+    for b in state.backorders:
+        free = {n: free_for(state, n, nodes.get(n)) for n in state.stock}
+        free = {n: q for n, q in free.items() if q > 0}
+        chosen = pick(state.sku, b, free) if free else {}
+        chosen = {n: min(q, free.get(n, 0)) for n, q in chosen.items() if q > 0 and free.get(n, 0) > 0}
+        got = sum(chosen.values())
+        if got:
+            held = dict(state.reservations.get(b.order_id, {}))
+            for n, q in chosen.items():
+                held[n] = held.get(n, 0) + q
+            state, ch = _set_holding(state, b.order_id, held)
+            changed.update(ch)
+            replies.append({
+                "kind": "backorder_filled",
+                "order_id": b.order_id,
+                "sku": state.sku,
+                "line_id": b.line_id,
+                "nodes": chosen,
+                "fill_id": f"{b.order_id}:{b.line_id}:{cause}",
+            })
+        if b.qty - got > 0:
+            remaining.append(replace(b, qty=b.qty - got))
+    state = replace(state, backorders=tuple(remaining))
+    return OwnerResult(state, tuple(replies), tuple(sorted(changed)))
+
+
+def revoke_shortage(state: SkuState, node_ids: tuple[str, ...], cause: str) -> OwnerResult:
+    """Where on_hand fell below reserved, take back the newest holdings first."""
+    replies = []
+    changed: set[str] = set()
+    for node_id in node_ids:
+        s = state.node(node_id)
+        excess = s.reserved - max(0, s.on_hand)
+        for order_id in reversed(list(state.reservations)):
+            if excess <= 0:
+                break
+            held = dict(state.reservations[order_id])
+            have = held.get(node_id, 0)
+            if not have:
+                continue
+            take = min(have, excess)
+            held[node_id] = have - take
+            excess -= take
+            state, ch = _set_holding(state, order_id, held)
+            changed.update(ch)
+            replies.append({
+                "kind": "revoked",
+                "order_id": order_id,
+                "sku": state.sku,
+                "node_id": node_id,
+                "qty": take,
+                "revoke_id": f"{order_id}:{node_id}:{cause}",
+            })
+    return OwnerResult(state, tuple(replies), tuple(sorted(changed)))

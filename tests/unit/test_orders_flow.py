@@ -1,0 +1,101 @@
+"""The order side of allocation, without a broker: plan, reserve, re-plan, finalize."""
+from datetime import datetime, timezone
+
+from stockflow.domain import orders as flow
+from stockflow.streams.events import Node, OrderCommand
+
+AT = datetime(2026, 11, 22, 12, tzinfo=timezone.utc)
+
+
+def node(nid, lat, lon, services=("ship", "pickup")):
+    return Node(node_id=nid, kind="store", lat=lat, lon=lon, services=services, cost_per_order=5, cost_per_km=0.1)
+
+
+NODES = {"A": node("A", 52.5, 13.4), "B": node("B", 48.1, 11.6)}
+
+
+def create(order_id="o1", lines=(("X", 2),), allow_partial=True, allow_backorder=True, method="ship", pickup=None):
+    return OrderCommand.model_validate({
+        "event_id": f"e-{order_id}", "occurred_at": "2026-11-22T10:00:00Z", "type": "create", "order_id": order_id,
+        "channel": "web", "customer": {"customer_id": "c1", "email": "a@b.c"},
+        "lines": [{"line_id": f"L{i}", "sku": s, "qty": q, "unit_price": 10.0} for i, (s, q) in enumerate(lines)],
+        "delivery": {"method": method, "pickup_node_id": pickup,
+                     "address": None if pickup else {"lat": 52.5, "lon": 13.4}},
+        "allow_partial": allow_partial, "allow_backorder": allow_backorder,
+    })
+
+
+def reply(step, sku, granted, atp=None):
+    return {"kind": "reserved", "order_id": step.state["order_id"], "attempt": step.state["attempt"], "sku": sku,
+            "granted": granted, "atp": atp or {}, "supply": []}
+
+
+def outputs(step, topic):
+    return [body for t, _, body in step.outputs if t == topic]
+
+
+def test_create_plans_and_asks_the_owner():
+    step = flow.on_create(None, create(), {("X", "A"): 5, ("X", "B"): 5}, NODES, 50, AT)
+    assert step.commands == [{"cmd": "reserve", "cmd_id": "o1:r1:X", "order_id": "o1", "attempt": 1, "sku": "X", "want": {"A": 2}}]
+    assert [b["status"] for b in outputs(step, "order_status")] == ["created"]
+
+
+def test_full_grant_allocates_with_release_and_confirmation():
+    step = flow.on_create(None, create(), {("X", "A"): 5}, NODES, 50, AT)
+    done = flow.on_reserved(step.state, reply(step, "X", {"A": 2}), {}, NODES, 50, AT)
+    [alloc] = outputs(done, "allocations")
+    assert alloc["status"] == "allocated" and alloc["decision_id"] == "o1:1"
+    assert alloc["shipments"][0]["node_id"] == "A"
+    assert [r["action"] for r in outputs(done, "fulfillment_requests")] == ["release"]
+    assert [n["type"] for n in outputs(done, "notifications")] == ["order_confirmed"]
+
+
+def test_short_grant_replans_then_backorders_the_rest():
+    step = flow.on_create(None, create(lines=(("X", 3),)), {("X", "A"): 5}, NODES, 50, AT)
+    # the view was stale: A had only 1 left
+    step2 = flow.on_reserved(step.state, reply(step, "X", {"A": 1}), {("X", "A"): 0, ("X", "B"): 1}, NODES, 50, AT)
+    assert step2.state["attempt"] == 2
+    assert step2.commands[0]["want"] == {"A": 1, "B": 1}
+    done = flow.on_reserved(step2.state, reply(step2, "X", {"A": 1, "B": 1}), {}, NODES, 50, AT)
+    [alloc] = outputs(done, "allocations")
+    assert alloc["status"] == "partial"
+    assert alloc["backorders"] == [{"line_id": "L0", "sku": "X", "qty": 1, "expected_date": None}]
+    assert [c["cmd"] for c in done.commands] == ["backorder"]
+    assert sorted(n["type"] for n in outputs(done, "notifications")) == ["backordered", "order_confirmed"]
+
+
+def test_all_or_nothing_without_stock_reserves_nothing():
+    step = flow.on_create(None, create(lines=(("X", 3),), allow_partial=False, allow_backorder=False),
+                          {("X", "A"): 2}, NODES, 50, AT)
+    assert [c["cmd"] for c in step.commands] == []
+    [alloc] = outputs(step, "allocations")
+    assert alloc["status"] == "rejected" and alloc["rejected"][0]["qty"] == 3
+
+
+def test_duplicate_and_conflicting_creates():
+    step = flow.on_create(None, create(), {("X", "A"): 5}, NODES, 50, AT)
+    same = create()
+    assert flow.on_create(step.state, same, {}, NODES, 50, AT).duplicate
+    other = create(lines=(("X", 9),))
+    assert flow.on_create(step.state, other, {}, NODES, 50, AT).dead_letter[0] == "duplicate_order_conflict"
+
+
+def test_stale_reply_is_ignored():
+    step = flow.on_create(None, create(), {("X", "A"): 5}, NODES, 50, AT)
+    old = reply(step, "X", {"A": 2})
+    old["attempt"] = 0
+    assert flow.on_reserved(step.state, old, {}, NODES, 50, AT).duplicate
+
+
+def test_backorder_fill_and_revoke():
+    step = flow.on_create(None, create(), {}, NODES, 50, AT)
+    assert outputs(step, "allocations")[0]["status"] == "backordered"
+    filled = flow.on_backorder_filled(step.state, {"fill_id": "f1", "line_id": "L0", "sku": "X", "nodes": {"A": 2}}, NODES, AT)
+    assert outputs(filled, "allocations")[0]["status"] == "allocated"
+    assert flow.on_backorder_filled(filled.state, {"fill_id": "f1", "line_id": "L0", "sku": "X", "nodes": {"A": 2}}, NODES, AT).duplicate
+    revoked = flow.on_revoked(filled.state, {"revoke_id": "r1", "sku": "X", "node_id": "A", "qty": 1}, NODES, AT)
+    assert outputs(revoked, "allocations")[0]["status"] == "partial"
+    assert [n["type"] for n in outputs(revoked, "notifications")] == ["delayed"]
+    [bo] = revoked.commands
+    assert bo["cmd"] == "backorder" and bo["entries"][0]["exclude"] == ["A"]
+    assert [r["action"] for r in outputs(revoked, "fulfillment_requests")] == ["cancel"]

@@ -1,0 +1,95 @@
+from stockflow.domain.atp import NodeStock, SkuState
+from stockflow.domain import reservations as owner
+from stockflow.streams.events import Node
+
+
+def node(nid, safety=0, active=True):
+    return Node(node_id=nid, kind="store", lat=52.0, lon=13.0, services=("ship",), safety_stock=safety, active=active)
+
+
+NODES = {"A": node("A"), "B": node("B", safety=1)}
+
+
+def state(a=5, b=5):
+    return SkuState("X", stock={"A": NodeStock(a, 0), "B": NodeStock(b, 0)})
+
+
+def reserve(st, order, want, attempt=1):
+    return owner.reserve(st, {"order_id": order, "attempt": attempt, "want": want, "cmd_id": f"{order}:{attempt}"}, NODES)
+
+
+def first_free(sku, b, free):
+    n = sorted(free)[0]
+    return {n: min(b.qty, free[n])}
+
+
+def test_grants_at_most_atp_and_sets_not_adds():
+    r = reserve(state(), "o1", {"A": 3, "B": 9})
+    assert r.replies[0]["granted"] == {"A": 3, "B": 4}  # B: 5 on hand - 1 safety
+    assert r.state.node("A").reserved == 3 and r.state.node("B").reserved == 4
+    again = reserve(r.state, "o1", {"A": 3, "B": 9})
+    assert again.state == r.state  # replaying a reserve changes nothing
+    moved = reserve(r.state, "o1", {"A": 1}, attempt=2)
+    assert moved.state.node("A").reserved == 1 and moved.state.node("B").reserved == 0
+    assert moved.oversell == 0
+
+
+def test_racing_orders_never_take_more_than_atp():
+    st = state(a=2, b=0)
+    granted = 0
+    for i in range(10):
+        r = reserve(st, f"o{i}", {"A": 1})
+        st = r.state
+        granted += sum(r.replies[0]["granted"].values())
+    assert granted == 2
+    assert st.node("A").reserved == 2
+    assert reserve(st, "late", {"A": 1}).replies[0]["granted"] == {}
+
+
+def test_stale_attempt_loses():
+    st = reserve(state(), "o1", {"A": 2}, attempt=2).state
+    r = reserve(st, "o1", {"A": 5}, attempt=1)
+    assert r.state == st and r.replies == ()
+
+
+def test_release_and_consume():
+    st = reserve(state(), "o1", {"A": 3}).state
+    st2 = owner.release(st, {"order_id": "o1", "nodes": {"A": 1}}, NODES).state
+    assert st2.node("A").reserved == 2
+    st3 = owner.consume(st2, {"order_id": "o1", "node_id": "A", "qty": 2}, NODES).state
+    assert st3.node("A") == NodeStock(3, 0)
+    assert "o1" not in st3.reservations
+    st4 = owner.release(st, {"order_id": "o1", "nodes": None}, NODES).state
+    assert st4.node("A").reserved == 0
+
+
+def entry(line, qty, created):
+    return {"created_at": created, "line_id": line, "qty": qty, "method": "ship"}
+
+
+def test_backorders_fill_oldest_first():
+    st = state(a=0, b=0)
+    st = owner.add_backorders(st, {"order_id": "late", "entries": [entry("L1", 1, "2026-01-02")], "cmd_id": "c1"}, NODES, first_free).state
+    st = owner.add_backorders(st, {"order_id": "early", "entries": [entry("L1", 1, "2026-01-01")], "cmd_id": "c2"}, NODES, first_free).state
+    assert [b.order_id for b in st.backorders] == ["early", "late"]
+    st = SkuState("X", stock={"A": NodeStock(1, 0), "B": NodeStock(0, 0)}, backorders=st.backorders)
+    r = owner.fill_backorders(st, NODES, "rcpt", first_free)
+    assert [rep["order_id"] for rep in r.replies] == ["early"]
+    assert r.state.reservations == {"early": {"A": 1}}
+    assert [b.order_id for b in r.state.backorders] == ["late"]
+
+
+def test_shortage_revokes_newest_first():
+    st = reserve(state(a=5), "old", {"A": 2}).state
+    st = reserve(st, "new", {"A": 3}).state
+    st = SkuState("X", stock={"A": NodeStock(3, 5)}, reservations=st.reservations)
+    r = owner.revoke_shortage(st, ("A",), "count-1")
+    assert [(x["order_id"], x["qty"]) for x in r.replies] == [("new", 2)]
+    assert r.state.node("A").reserved == 3
+
+
+def test_open_supply_nets_out_backorders():
+    from stockflow.domain.atp import Backorder, Supply
+    st = SkuState("X", supply={"P1": Supply("A", 5, "2026-12-01T00:00:00+00:00"), "P2": Supply("A", 5, "2026-12-05T00:00:00+00:00")},
+                  backorders=(Backorder("2026-01-01", "o", "L1", 7, "ship"),))
+    assert owner.open_supply(st) == [["P2", "A", 3, "2026-12-05T00:00:00+00:00"]]
