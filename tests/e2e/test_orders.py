@@ -50,18 +50,27 @@ def test_orders_racing_for_the_last_units_never_oversell(cluster_factory):
         cluster.send("order_commands", f"race-{i}", order_create(f"race-{i}", [("HOT", 1)]))
     cluster.flush()
 
-    def all_decided():
-        d = decisions(cluster)
-        return d if len(d) == n_orders else None
+    def per_node(d):
+        # what the current (latest) decisions hold, per node
+        held = Counter()
+        for decs in d.values():
+            for sh in decs[-1]["shipments"]:
+                held[sh["node_id"]] += sum(ln["qty"] for ln in sh["lines"])
+        return held
 
-    d = wait_until(all_decided, 180, 1.0, what="a decision for every order")
-    allocated_per_node = Counter()
-    statuses = Counter()
-    for order_id, decs in d.items():
-        first = decs[0]
-        statuses[first["status"]] += 1
-        for sh in first["shipments"]:
-            allocated_per_node[sh["node_id"]] += sum(ln["qty"] for ln in sh["lines"])
+    def settled():
+        d = decisions(cluster)
+        if len(d) != n_orders:
+            return None
+        # checked at every poll while the race settles, not only at the end
+        for held in (per_node(d),):
+            for n, q in stock.items():
+                assert held[n] <= q, f"{n} oversold: {held[n]} > {q}"
+        return d if sum(per_node(d).values()) == 37 else None
+
+    d = wait_until(settled, 180, 1.0, what="every order decided and all 37 units allocated")
+    allocated_per_node = per_node(d)
+    statuses = Counter(decs[-1]["status"] for decs in d.values())
     assert sum(allocated_per_node.values()) == 37
     for n, q in stock.items():
         assert allocated_per_node[n] <= q, f"{n} oversold: {allocated_per_node[n]} > {q}"
@@ -76,7 +85,9 @@ def test_orders_racing_for_the_last_units_never_oversell(cluster_factory):
     assert len(releases) == 37
     assert all(r["key"] == r["value"]["node_id"] for r in releases)
     notes = Counter(r["value"]["type"] for r in cluster.read_all("notifications"))
-    assert notes == {"order_confirmed": 37, "backordered": n_orders - 37}
+    backordered_first = sum(1 for decs in d.values() if decs[0]["status"] == "backordered")
+    assert notes["order_confirmed"] == 37
+    assert notes["backordered"] == backordered_first >= n_orders - 37
 
 
 def test_sourcing_capture_and_query(cluster):

@@ -1,4 +1,5 @@
 """The order side of allocation, without a broker: plan, reserve, re-plan, finalize."""
+import json
 from datetime import datetime, timezone
 
 from stockflow.domain import orders as flow
@@ -15,14 +16,14 @@ NODES = {"A": node("A", 52.5, 13.4), "B": node("B", 48.1, 11.6)}
 
 
 def create(order_id="o1", lines=(("X", 2),), allow_partial=True, allow_backorder=True, method="ship", pickup=None):
-    return OrderCommand.model_validate({
+    return OrderCommand.model_validate_json(json.dumps({
         "event_id": f"e-{order_id}", "occurred_at": "2026-11-22T10:00:00Z", "type": "create", "order_id": order_id,
         "channel": "web", "customer": {"customer_id": "c1", "email": "a@b.c"},
         "lines": [{"line_id": f"L{i}", "sku": s, "qty": q, "unit_price": 10.0} for i, (s, q) in enumerate(lines)],
         "delivery": {"method": method, "pickup_node_id": pickup,
                      "address": None if pickup else {"lat": 52.5, "lon": 13.4}},
         "allow_partial": allow_partial, "allow_backorder": allow_backorder,
-    })
+    }), strict=True)
 
 
 def reply(step, sku, granted, atp=None):
