@@ -69,7 +69,17 @@ class Runtime:
         )
 
 
+def _widen_faust_send_buffer() -> None:
+    """Table writes go through Faust's send buffer, which stalls the stream
+    whenever more than 100 records wait; a micro-batch writes more than that
+    by design, and Faust flushes the buffer before every commit anyway."""
+    from faust.transport.producer import ProducerBuffer
+
+    ProducerBuffer.max_messages = 100_000
+
+
 def create_app(settings: Settings) -> Runtime:
+    _widen_faust_send_buffer()
     from .agents import inventory, nodes, orders
     from .agents.emit import Emitter
     from .connectors import http_api
@@ -142,7 +152,8 @@ def create_app(settings: Settings) -> Runtime:
         orders=OrderTable(orders_table),
         seen=SeenTable(seen_table),
     )
-    rt.emit = Emitter(faust_topics, faust_topics[topics.deadletter])
+    rt.emit = Emitter(app)
+    rt.emit.deadletter_topic = topics.deadletter
 
     nodes.register(rt)
     inventory.register(rt)

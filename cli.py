@@ -67,6 +67,18 @@ def run_worker(settings) -> int:
     rt = create_app(settings)
     worker = Worker(rt.app, loglevel=settings.log_level.upper(), quiet=True)
     logging.getLogger("stockflow").setLevel(settings.log_level.upper())
+    profile_to = os.environ.get("STOCKFLOW_PROFILE")
+    if profile_to:  # developer aid: cProfile the whole worker until it stops
+        import cProfile
+
+        prof = cProfile.Profile()
+        prof.enable()
+        try:
+            worker.execute_from_commandline()
+        finally:
+            prof.disable()
+            prof.dump_stats(profile_to)
+        return 0
     worker.execute_from_commandline()
     return 0
 

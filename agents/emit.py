@@ -1,6 +1,7 @@
 """Writing what agents decide: output events, dead letters, and their metrics."""
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from datetime import datetime, timezone
@@ -20,19 +21,38 @@ def now() -> datetime:
 
 
 class Emitter:
-    """Buffers records on Faust topics; Faust flushes them before each commit,
-    so an offset is never committed ahead of what its record caused."""
+    """Collects an agent's output records and hands them to the producer.
 
-    def __init__(self, topics: dict[str, Any], deadletter_topic: Any) -> None:
-        self.topics = topics  # full topic name -> Faust topic
-        self.deadletter_topic = deadletter_topic
+    Records go straight to the app's aiokafka producer (``drain``), not
+    through Faust's one-message-at-a-time send buffer, which capped a worker
+    at a few hundred events per second. Faust flushes that producer before
+    it commits offsets, so an offset is never committed ahead of the records
+    its event caused; the agent drains before it acks the batch.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.deadletter_topic = ""
+        self.pending: list[tuple[str, bytes | None, bytes]] = []
+        # Agents share this emitter; one may drain another's records. The lock
+        # makes a drain return only once every record queued before it is in
+        # the producer, whoever sent it.
+        self._lock = asyncio.Lock()
 
     def send(self, topic: str, key: str | None, event: BaseModel) -> None:
-        self.topics[topic].send_soon(key=encode_key(key), value=encode(event))
+        self.pending.append((topic, encode_key(key), encode(event)))
 
     def send_raw(self, topic: str, key: str | bytes | None, value: bytes) -> None:
         k = key.encode("utf-8") if isinstance(key, str) else key
-        self.topics[topic].send_soon(key=k, value=value)
+        self.pending.append((topic, k, value))
+
+    async def drain(self) -> None:
+        async with self._lock:
+            producer = self.app.producer
+            while self.pending:
+                pending, self.pending = self.pending, []
+                for topic, key, value in pending:
+                    await producer.send(topic, key, value, None, None, None)
 
     def dead_letter(
         self,
@@ -59,7 +79,7 @@ class Emitter:
             payload=payload_text(raw),
             occurred_at=now(),
         )
-        self.deadletter_topic.send_soon(key=encode_key(key_text), value=encode(letter))
+        self.pending.append((self.deadletter_topic, encode_key(key_text), encode(letter)))
         metrics.DEAD_LETTERS.labels(reason).inc()
         log.info("dead letter %s %s[%s]@%s: %s", reason, source_topic, partition, offset, detail[:200])
 

@@ -204,4 +204,5 @@ def register(rt: "Runtime") -> None:
                 else:
                     await handle_command(rt, event, batch)
             flush(rt, batch)
+            await rt.emit.drain()
 

@@ -27,8 +27,10 @@ def register(rt: "Runtime") -> None:
                 node = decode(msg.value, Node, rt.settings.max_payload_bytes)
             except DecodeError as exc:
                 rt.emit.dead_letter_record(msg, exc.reason, exc.detail)
+                await rt.emit.drain()
                 continue
             if key != node.node_id:
                 rt.emit.dead_letter_record(
                     msg, "key_mismatch", f"key {key!r} is not node_id {node.node_id!r}"
                 )
+                await rt.emit.drain()

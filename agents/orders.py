@@ -175,3 +175,4 @@ def register(rt: "Runtime") -> None:
                 else:
                     await handle_reply(rt, event, batch)
             flush(rt, batch)
+            await rt.emit.drain()
