@@ -11,7 +11,7 @@ import faust
 from . import metrics
 from .settings import Settings
 from .streams.topics import Topics
-from .tables.replica import AtpView, NodeView
+from .tables.replica import AtpView, CapacityView, NodeView
 from .tables.stock import OrderTable, SeenTable, StockTable, approx_keys
 
 log = logging.getLogger(__name__)
@@ -51,6 +51,7 @@ class Runtime:
     faust_topics: dict[str, Any]
     node_view: NodeView
     atp_view: AtpView
+    capacity_view: CapacityView
     stock: StockTable
     orders: OrderTable
     seen: SeenTable
@@ -63,6 +64,7 @@ class Runtime:
         return (
             self.node_view.ready.is_set()
             and self.atp_view.ready.is_set()
+            and self.capacity_view.ready.is_set()
             and recovery.completed.is_set()
             and not app.rebalancing
             and not recovery.in_recovery
@@ -141,6 +143,7 @@ def create_app(settings: Settings) -> Runtime:
     orders_table = app.Table("orders", default=None, key_type=bytes, partitions=settings.partitions)
     node_view = NodeView(topics.nodes, settings.max_payload_bytes, kafka_client_kwargs(settings))
     atp_view = AtpView(topics.atp_view, kafka_client_kwargs(settings))
+    capacity_view = CapacityView(topics.fulfillment_requests, kafka_client_kwargs(settings))
     rt = Runtime(
         settings=settings,
         app=app,
@@ -148,6 +151,7 @@ def create_app(settings: Settings) -> Runtime:
         faust_topics=faust_topics,
         node_view=node_view,
         atp_view=atp_view,
+        capacity_view=capacity_view,
         stock=StockTable(stock_table),
         orders=OrderTable(orders_table),
         seen=SeenTable(seen_table),
@@ -167,6 +171,10 @@ def create_app(settings: Settings) -> Runtime:
     @app.task
     async def follow_atp() -> None:
         await atp_view.run()
+
+    @app.task
+    async def follow_capacity() -> None:
+        await capacity_view.run()
 
     @app.timer(interval=5.0)
     async def gauges() -> None:

@@ -64,7 +64,8 @@ def make_pick(rt: "Runtime"):
             exclude_nodes=frozenset(b.exclude),
             same_day_radius_km=radius,
         )
-        plan = source(req, rt.node_view.nodes, {(sku, n): q for n, q in free.items()})
+        nodes = rt.node_view.nodes
+        plan = source(req, nodes, {(sku, n): q for n, q in free.items()}, rt.capacity_view.left(nodes))
         return {sh.node_id: sum(q for _, _, q in sh.lines) for sh in plan.shipments}
 
     return pick

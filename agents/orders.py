@@ -92,7 +92,8 @@ async def handle_command(rt: "Runtime", event: Any, batch: OrderBatch) -> None:
         if cmd.delivery.pickup_node_id and cmd.delivery.pickup_node_id not in nodes:
             await rt.node_view.catch_up()
         skus = {ln.sku for ln in cmd.lines}
-        step = flow.on_create(state, cmd, rt.atp_view.for_skus(skus), nodes, rt.settings.same_day_radius_km, at)
+        step = flow.on_create(state, cmd, rt.atp_view.for_skus(skus), nodes, rt.settings.same_day_radius_km, at,
+                              rt.capacity_view.left(nodes))
         if step.duplicate:
             metrics.DUPLICATES_SKIPPED.labels(msg.topic).inc()
             return
@@ -130,7 +131,8 @@ async def handle_reply(rt: "Runtime", event: Any, batch: OrderBatch) -> None:
     if kind == "reserved":
         rt.atp_view.update(reply["sku"], reply.get("atp", {}))
         skus = {ln["sku"] for ln in state["lines"].values()}
-        step = flow.on_reserved(state, reply, rt.atp_view.for_skus(skus), nodes, rt.settings.same_day_radius_km, at)
+        step = flow.on_reserved(state, reply, rt.atp_view.for_skus(skus), nodes, rt.settings.same_day_radius_km, at,
+                                rt.capacity_view.left(nodes))
         if step.commands and step.state["attempt"] > state["attempt"]:
             metrics.RESERVATION_RETRIES.inc()
     elif kind == "backorder_filled":
@@ -165,6 +167,7 @@ def register(rt: "Runtime") -> None:
     async def orders(stream):
         await rt.node_view.ready.wait()
         await rt.atp_view.ready.wait()
+        await rt.capacity_view.ready.wait()
         async for events in stream.take_events(rt.settings.batch_size, rt.settings.batch_within_s):
             batch = OrderBatch()
             for event in events:

@@ -104,14 +104,15 @@ def new_order(cmd: OrderCommand) -> dict:
 
 
 def _plan_and_reserve(state: dict, view: Mapping[tuple[str, str], int], nodes: Mapping[str, Node],
-                      radius: float, own: Mapping[str, Mapping[str, int]] | None = None) -> Step:
+                      radius: float, own: Mapping[str, Mapping[str, int]] | None = None,
+                      capacity_left: Mapping[str, int | None] | None = None) -> Step:
     """Plan the whole order and ask the owners for it (a new attempt)."""
     lines = [(lid, state["lines"][lid]["sku"], state["lines"][lid]["qty"]) for lid in state["line_order"]]
     atp = dict(view)
     for sku, held in (own or {}).items():  # what we already hold is free to us
         for node_id, q in held.items():
             atp[(sku, node_id)] = atp.get((sku, node_id), 0) + q
-    plan = source(_request(state, lines, state["exclude"], radius), nodes, atp)
+    plan = source(_request(state, lines, state["exclude"], radius), nodes, atp, capacity_left)
     want, per_line = _want_from_plan(plan)
     if not state["allow_partial"] and plan.unfilled:
         want, per_line = {}, {}  # all or nothing: nothing can be promised
@@ -132,7 +133,8 @@ def _plan_and_reserve(state: dict, view: Mapping[tuple[str, str], int], nodes: M
 
 
 def on_create(existing: dict | None, cmd: OrderCommand, view: Mapping[tuple[str, str], int],
-              nodes: Mapping[str, Node], radius: float, at: datetime) -> Step:
+              nodes: Mapping[str, Node], radius: float, at: datetime,
+              capacity_left: Mapping[str, int | None] | None = None) -> Step:
     if existing is not None:
         if existing["digest"] == content_digest(cmd):
             return Step(existing, duplicate=True)
@@ -143,7 +145,7 @@ def on_create(existing: dict | None, cmd: OrderCommand, view: Mapping[tuple[str,
     if cmd.delivery.method in ("pickup", "curbside") and cmd.delivery.pickup_node_id not in nodes:
         return Step(None, dead_letter=("unknown_node", f"pickup node {cmd.delivery.pickup_node_id!r} is unknown"))
     state = new_order(cmd)
-    step = _plan_and_reserve(state, view, nodes, radius)
+    step = _plan_and_reserve(state, view, nodes, radius, capacity_left=capacity_left)
     step.outputs.append(("order_status", cmd.order_id, status_document(step.state, at)))
     if not step.commands:
         return _finalize(step.state, nodes, at, step)
@@ -151,7 +153,8 @@ def on_create(existing: dict | None, cmd: OrderCommand, view: Mapping[tuple[str,
 
 
 def on_reserved(state: dict, reply: Mapping, view: Mapping[tuple[str, str], int],
-                nodes: Mapping[str, Node], radius: float, at: datetime) -> Step:
+                nodes: Mapping[str, Node], radius: float, at: datetime,
+                capacity_left: Mapping[str, int | None] | None = None) -> Step:
     sku = reply["sku"]
     if state["phase"] != "reserving" or reply["attempt"] != state["attempt"] or sku not in state["pending"]:
         return Step(state, duplicate=True)
@@ -166,7 +169,7 @@ def on_reserved(state: dict, reply: Mapping, view: Mapping[tuple[str, str], int]
         return _finalize(state, nodes, at, Step(state))
     # Some owner had less than the view promised: plan again on fresher
     # figures (the agent has folded each owner's reply into the view).
-    return _plan_and_reserve(state, view, nodes, radius, own=state["grants"])
+    return _plan_and_reserve(state, view, nodes, radius, own=state["grants"], capacity_left=capacity_left)
 
 
 def _assign_grants(state: dict) -> None:

@@ -61,6 +61,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+from ..errors import StockflowError
+
 __all__ = [
     "KAFKA_VERSION",
     "BrokerInfo",
@@ -107,7 +109,7 @@ _JVM_OPTS = [
 _CHILDREN: dict[int, subprocess.Popen] = {}
 
 
-class KafkaLocalError(RuntimeError):
+class KafkaLocalError(StockflowError, RuntimeError):
     """A one-line, user-facing failure of the embedded broker."""
 
 

@@ -16,6 +16,8 @@ import asyncio
 import logging
 from typing import Mapping
 
+import orjson
+
 from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition
 
@@ -37,6 +39,9 @@ class Replica:
 
     def apply(self, key: bytes | None, value: bytes | None) -> None:
         raise NotImplementedError
+
+    async def seek_start(self, consumer: AIOKafkaConsumer, tps: list[TopicPartition]) -> None:
+        await consumer.seek_to_beginning(*tps)
 
     async def run(self) -> None:
         """Follow the topic forever; sets ``ready`` once caught up at start."""
@@ -63,7 +68,7 @@ class Replica:
                 raise RuntimeError(f"topic {self.topic} not found")
             self._tps = [TopicPartition(self.topic, p) for p in sorted(parts)]
             consumer.assign(self._tps)
-            await consumer.seek_to_beginning(*self._tps)
+            await self.seek_start(consumer, self._tps)
             end = await consumer.end_offsets(self._tps)
             while not await self._reached(end):
                 await self._poll()
@@ -77,9 +82,12 @@ class Replica:
         batches = await self._consumer.getmany(timeout_ms=200, max_records=5000)
         for records in batches.values():
             for r in records:
-                self.apply(r.key, r.value)
+                self.apply_record(r)
         async with self._progress:
             self._progress.notify_all()
+
+    def apply_record(self, record) -> None:
+        self.apply(record.key, record.value)
 
     async def _reached(self, end: Mapping[TopicPartition, int]) -> bool:
         for tp, off in end.items():
@@ -163,3 +171,57 @@ class AtpView(Replica):
 
     def keys(self) -> int:
         return sum(len(v) for v in self.by_sku.values())
+
+
+class CapacityView(Replica):
+    """Shipments released per node per day, from ``stockflow.fulfillment.requests``.
+
+    Read from the start of the current UTC day only. Daily capacity is a soft
+    limit: orders planned at the same moment on different workers may both
+    count a node's last slot (it is not worth a round trip per order).
+    """
+
+    def __init__(self, topic: str, client_kwargs: Mapping) -> None:
+        super().__init__(topic, client_kwargs)
+        self.released: dict[tuple[str, str], set[str]] = {}  # (node, day) -> shipment ids
+
+    async def seek_start(self, consumer: AIOKafkaConsumer, tps: list[TopicPartition]) -> None:
+        import time
+
+        start_ms = int(time.time() // 86400 * 86400 * 1000)
+        found = await consumer.offsets_for_times({tp: start_ms for tp in tps})
+        for tp in tps:
+            hit = found.get(tp)
+            if hit is None:
+                await consumer.seek_to_end(tp)
+            else:
+                consumer.seek(tp, hit.offset)
+
+    def apply_record(self, record) -> None:
+        import datetime as _dt
+
+        try:
+            body = orjson.loads(record.value)
+            if body.get("action") != "release":
+                return
+            node_id, shipment_id = body["node_id"], body["shipment_id"]
+        except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
+            return
+        day = _dt.datetime.fromtimestamp(record.timestamp / 1000, _dt.timezone.utc).date().isoformat()
+        self.released.setdefault((node_id, day), set()).add(shipment_id)
+        self._prune(day)
+
+    def _prune(self, today: str) -> None:
+        if len(self.released) > 10_000:
+            for k in [k for k in self.released if k[1] < today]:
+                del self.released[k]
+
+    def left(self, nodes: Mapping[str, Node]) -> dict[str, int | None]:
+        import datetime as _dt
+
+        today = _dt.datetime.now(_dt.timezone.utc).date().isoformat()
+        out: dict[str, int | None] = {}
+        for node_id, n in nodes.items():
+            if n.daily_capacity is not None:
+                out[node_id] = n.daily_capacity - len(self.released.get((node_id, today), ()))
+        return out

@@ -75,7 +75,8 @@ def test_orders_racing_for_the_last_units_never_oversell(cluster_factory):
     for n, q in stock.items():
         assert allocated_per_node[n] <= q, f"{n} oversold: {allocated_per_node[n]} > {q}"
     assert statuses == {"allocated": 37, "backordered": n_orders - 37}
-    body = http_get(f"{w2.url}/atp/HOT")[1]
+    # through the other worker: routed to the owner (503 while a rebalance settles)
+    body = wait_until(lambda: (r := http_get(f"{w2.url}/atp/HOT")) and r[0] == 200 and r[1], 30, what="routed /atp")
     assert body["network_atp"] == 0
     assert {n["node_id"]: n["reserved"] for n in body["nodes"]} == stock
     assert w1.metric("stockflow_oversell_violations_total") == 0
@@ -187,3 +188,33 @@ def test_backorders_fill_oldest_first_and_shortage_resources(cluster):
     assert atp["S1"]["reserved"] == 1 and atp["S2"]["reserved"] == 3
     notes = [r["value"]["type"] for r in cluster.read_all("notifications") if r["key"] == "sh-1"]
     assert "delayed" in notes
+
+
+def test_daily_capacity_and_same_day_radius(cluster):
+    # CHEAP is next door but takes one order a day; DEAR is further away; FAR is 500 km off.
+    cluster.send("nodes", "CHEAP", node_record("CHEAP", lat=52.52, lon=13.40, daily_capacity=1))
+    cluster.send("nodes", "DEAR", node_record("DEAR", lat=52.40, lon=13.10, cost_per_order=9.0))
+    cluster.send("nodes", "FAR", node_record("FAR", lat=48.14, lon=11.58, cost_per_order=0.0, cost_per_km=0.0))
+    cluster.flush()
+    w = cluster.add_worker()
+    for n in ("CHEAP", "DEAR", "FAR"):
+        cluster.send("movements", "C", movement("C", n, "receipt", 10))
+    cluster.flush()
+    wait_until(lambda: http_get(f"{w.url}/atp/C")[1]["network_atp"] == 30, 60, what="stock")
+
+    def shipped_from(order_id):
+        def check():
+            status, doc = http_get(f"{w.url}/orders/{order_id}")
+            return status == 200 and doc["status"] == "allocated" and [s["node_id"] for s in doc["shipments"]]
+        return wait_until(check, 60, what=f"{order_id} allocated")
+
+    # same day: FAR is free to ship from but beyond the 50 km radius
+    cluster.send("order_commands", "sd-1", order_create("sd-1", [("C", 1)], method="same_day", lat=52.52, lon=13.40))
+    cluster.flush()
+    assert shipped_from("sd-1") == ["CHEAP"]  # uses CHEAP's one slot today
+    cluster.send("order_commands", "sd-2", order_create("sd-2", [("C", 1)], method="same_day", lat=52.52, lon=13.40))
+    cluster.flush()
+    assert shipped_from("sd-2") == ["DEAR"]  # CHEAP is full, FAR too far
+    cluster.send("order_commands", "ship-3", order_create("ship-3", [("C", 1)], method="ship", lat=52.52, lon=13.40))
+    cluster.flush()
+    assert shipped_from("ship-3") == ["FAR"]  # plain shipping: FAR costs nothing

@@ -130,3 +130,22 @@ def test_start_on_taken_port_is_a_clear_error(tmp_path):
     assert str(port) in msg and "already in use" in msg
     assert "\n" not in msg
     assert kl.status(tmp_path / "kafka") is None
+
+
+def test_cli_reports_a_taken_port_in_one_line(tmp_path):
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(1)
+        port = s.getsockname()[1]
+        r = subprocess.run(
+            [sys.executable, "-m", "stockflow.cli", "kafka", "start", "--port", str(port), "--data-dir", str(tmp_path / "k")],
+            capture_output=True, text=True, timeout=120,
+        )
+    assert r.returncode == 2
+    assert "Traceback" not in r.stderr
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "already in use" in lines[0], r.stderr
