@@ -89,6 +89,12 @@ def cmd_demo(args) -> int:
     return demo.main(args)
 
 
+def cmd_bench(args) -> int:
+    from . import bench
+
+    return bench.main(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="stockflow", description="Stream-processing order management on Kafka")
     sub = p.add_subparsers(dest="command", required=True)
@@ -112,6 +118,15 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--rate", type=float, default=1500.0, help="offered events per second")
     d.add_argument("--json-summary", default=None)
     d.set_defaults(func=cmd_demo)
+
+    b = sub.add_parser("bench", help="throughput of one worker against the local broker")
+    b.add_argument("--json", action="store_true")
+    b.add_argument("--movements", type=int, default=30_000)
+    b.add_argument("--orders", type=int, default=3_000)
+    b.add_argument("--skus", type=int, default=5_000)
+    b.add_argument("--nodes", type=int, default=50)
+    b.add_argument("--seed", type=int, default=11)
+    b.set_defaults(func=cmd_bench)
     return p
 
 

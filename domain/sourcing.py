@@ -124,22 +124,35 @@ def source(req: SourcingRequest, nodes: Mapping[str, Node], atp: Mapping[tuple[s
     by_cost = sorted(useful, key=lambda n: (cost[n], n))
     best_total, _ = _fill(req, tuple(useful), atp, by_cost)
 
+    # Units a node set can fill depend only on the SKU totals, so node sets
+    # are scored on small per-node vectors; _fill runs once, for the winner.
+    need: dict[str, int] = {}
+    for ln in req.lines:
+        need[ln.sku] = need.get(ln.sku, 0) + ln.qty
+    sku_list = sorted(need)
+    vec = {n: tuple(atp.get((s, n), 0) for s in sku_list) for n in useful}
+    want = tuple(need[s] for s in sku_list)
+
+    def fill_of(combo: tuple[str, ...]) -> int:
+        return sum(min(w, sum(vec[n][i] for n in combo)) for i, w in enumerate(want))
+
     chosen: tuple[str, ...] = ()
     if best_total:
         evaluations = 0
         for k in (1, 2, 3):
             if k > len(useful):
                 break
-            candidates = []
+            best = None
             for combo in combinations(useful, k):
                 evaluations += 1
                 if evaluations > MAX_EXHAUSTIVE:
                     break
-                filled, by_node = _fill(req, combo, atp, by_cost)
-                if filled == best_total and len(by_node) == k:
-                    candidates.append((round(sum(cost[n] for n in combo), 9), tuple(sorted(combo))))
-            if candidates:
-                chosen = min(candidates)[1]
+                if fill_of(combo) == best_total:
+                    key = (round(sum(cost[n] for n in combo), 9), tuple(sorted(combo)))
+                    if best is None or key < best:
+                        best = key
+            if best is not None:
+                chosen = best[1]
                 break
             if evaluations > MAX_EXHAUSTIVE:
                 break

@@ -100,3 +100,13 @@ def test_backorder_fill_and_revoke():
     [bo] = revoked.commands
     assert bo["cmd"] == "backorder" and bo["entries"][0]["exclude"] == ["A"]
     assert [r["action"] for r in outputs(revoked, "fulfillment_requests")] == ["cancel"]
+
+
+def test_preorder_promises_the_expected_supply_date():
+    step = flow.on_create(None, create(lines=(("X", 4),)), {("X", "A"): 1}, NODES, 50, AT)
+    r = reply(step, "X", {"A": 1})
+    r["supply"] = [["PO-1", "B", 2, "2026-12-01T00:00:00+00:00"], ["PO-2", "B", 5, "2026-12-09T00:00:00+00:00"]]
+    done = flow.on_reserved(step.state, r, {}, NODES, 50, AT)
+    [alloc] = outputs(done, "allocations")
+    # 3 units wait: PO-1 brings 2, PO-2 covers the third
+    assert alloc["backorders"] == [{"line_id": "L0", "sku": "X", "qty": 3, "expected_date": "2026-12-09T00:00:00+00:00"}]
