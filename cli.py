@@ -115,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--seed", type=int, default=7)
     d.add_argument("--workers", type=int, default=2)
     d.add_argument("--skus", type=int, default=2000)
-    d.add_argument("--rate", type=float, default=1500.0, help="offered events per second")
+    d.add_argument("--rate", type=float, default=250.0, help="offered events per second during the day")
     d.add_argument("--json-summary", default=None)
     d.set_defaults(func=cmd_demo)
 

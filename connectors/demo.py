@@ -24,6 +24,7 @@ from ..errors import StockflowError
 from .local_workers import LocalWorker, free_port, histogram_quantile, http_get, parse_metric
 from .network import sample_network
 from .simulator import RetailDay
+from ..streams.topics import Topics
 
 console = Console()
 
@@ -55,9 +56,9 @@ def _bootstrap(stack: ExitStack, data_dir: Path) -> str:
 class Progress:
     """Figures read from the workers' /metrics."""
 
-    def __init__(self, workers: list[LocalWorker], movements_topic: str) -> None:
+    def __init__(self, workers: list[LocalWorker], input_topics: list[str]) -> None:
         self.workers = workers
-        self.movements_topic = movements_topic
+        self.input_topics = input_topics
         self.text = ""
 
     def refresh(self) -> None:
@@ -73,10 +74,13 @@ class Progress:
         return parse_metric(self.text, name, labels)
 
     def processed(self) -> int:
-        return int(self.m("stockflow_events_processed_total"))
+        """Input records processed (the internal reservation traffic aside)."""
+        return int(sum(self.m("stockflow_events_processed_total", {"topic": t}) for t in self.input_topics))
 
     def p99_ms(self) -> float | None:
-        q = histogram_quantile(self.text, "stockflow_processing_latency_seconds", 0.99)
+        # order create -> allocation decision; movements' latency includes
+        # the initial stock load's backlog, which says little
+        q = histogram_quantile(self.text, "stockflow_processing_latency_seconds", 0.99, "orders.commands")
         return None if q is None else q * 1000
 
 
@@ -90,13 +94,15 @@ def _table(sent: int, started: float, prog: Progress, phase: str) -> Table:
     t.add_row("events processed", f"{processed:,}")
     t.add_row("processed / s", f"{processed / elapsed:,.0f}")
     t.add_row("availability events", f"{int(prog.m('stockflow_availability_events_total')):,}")
-    alloc = int(prog.m("stockflow_allocations_total"))
-    t.add_row("orders allocated", f"{alloc:,}")
-    t.add_row("backorders", f"{int(prog.m('stockflow_backorders_total')):,}")
+    t.add_row("orders received", f"{int(prog.m('stockflow_orders_received_total')):,}")
+    for status in ("allocated", "partial", "backordered", "rejected"):
+        t.add_row(f"  decisions {status}", f"{int(prog.m('stockflow_allocations_total', {'status': status})):,}")
+    t.add_row("split shipments", f"{int(prog.m('stockflow_split_shipments_total')):,}")
+    t.add_row("backordered lines", f"{int(prog.m('stockflow_backorders_total')):,}")
     t.add_row("dead letters", f"{int(prog.m('stockflow_dead_letters_total')):,}")
     t.add_row("duplicates skipped", f"{int(prog.m('stockflow_duplicates_skipped_total')):,}")
     p99 = prog.p99_ms()
-    t.add_row("p99 input->output", "n/a" if p99 is None else f"<= {p99:,.0f} ms")
+    t.add_row("p99 order->decision", "n/a" if p99 is None else f"<= {p99:,.0f} ms")
     t.add_row("oversold", f"{int(prog.m('stockflow_oversell_violations_total'))}")
     return t
 
@@ -140,7 +146,8 @@ def main(args) -> int:
             payload = value if isinstance(value, bytes) else json.dumps(value).encode()
             producer.send(f"{prefix}.{_suffix(logical)}", key=key.encode() if key else None, value=payload)
 
-        prog = Progress(workers, f"{prefix}.inventory.movements")
+        topics = Topics(prefix)
+        prog = Progress(workers, [topics.nodes, topics.movements, topics.order_commands])
         sent = 0
         started = time.monotonic()
         for rec in day.network():
@@ -155,6 +162,12 @@ def main(args) -> int:
                     prog.refresh()
                     live.update(_table(sent, started, prog, "loading stock"))
             producer.flush()
+            # the day starts once the snapshot is in (bounded wait)
+            load_end = time.monotonic() + 180
+            while time.monotonic() < load_end and prog.processed() < sent:
+                time.sleep(0.5)
+                prog.refresh()
+                live.update(_table(sent, started, prog, "loading stock"))
             day_end = time.monotonic() + duration
             next_ui = 0.0
             rate = args.rate

@@ -63,11 +63,12 @@ def parse_metric(text: str, name: str, labels: dict | None = None) -> float:
     return total
 
 
-def histogram_quantile(text: str, name: str, q: float) -> float | None:
-    """The q-quantile (upper bucket bound) of a histogram summed over labels."""
+def histogram_quantile(text: str, name: str, q: float, contains: str = "") -> float | None:
+    """The q-quantile (upper bucket bound) of a histogram summed over labels
+    (only samples whose line contains ``contains``)."""
     buckets: dict[float, float] = {}
     for line in text.splitlines():
-        if not line.startswith(name + "_bucket"):
+        if not line.startswith(name + "_bucket") or contains not in line:
             continue
         metric, _, value = line.rpartition(" ")
         le = metric.split('le="', 1)[1].split('"', 1)[0]

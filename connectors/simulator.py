@@ -30,6 +30,7 @@ class Mix:
     expected_cancel: float = 0.01
     replay: float = 0.01  # a producer retry: an earlier event sent again
     hostile: float = 0.005  # not JSON, unknown node, bad qty
+    order: float = 0.15  # an order from a channel
 
 
 @dataclass
@@ -93,7 +94,8 @@ class RetailDay:
         rng = self.rng
         self.clock += timedelta(seconds=rng.expovariate(1 / 0.5))
         m = self.mix
-        kinds = ["sale", "receipt", "count", "adjustment", "damage", "transfer", "expected", "expected_cancel", "replay", "hostile"]
+        kinds = ["sale", "receipt", "count", "adjustment", "damage", "transfer", "expected", "expected_cancel",
+                 "replay", "hostile", "order"]
         weights = [getattr(m, k) for k in kinds]
         kind = rng.choices(kinds, weights)[0]
         sku = self.hot_sku()
@@ -129,12 +131,44 @@ class RetailDay:
             out = [self._sent[rng.randrange(len(self._sent))]]
         elif kind == "hostile":
             out = [self._hostile(sku)]
+        elif kind == "order":
+            out = [self._order()]
         else:
             out = [self._movement(sku, rng.choice(self.stores), "sale", 1)]
         for r in out:
             if isinstance(r[2], dict) and len(self._sent) < 10_000:
                 self._sent.append(r)
         return out
+
+    CHANNELS = ("web", "app", "marketplace", "store", "edi", "social")
+
+    def _order(self) -> Record:
+        rng = self.rng
+        self._orders = getattr(self, "_orders", 0) + 1
+        order_id = f"ORD-{self.seed}-{self._orders}"
+        method = rng.choices(["ship", "pickup", "curbside", "same_day"], [0.6, 0.15, 0.05, 0.2])[0]
+        lines = []
+        for i, sku in enumerate(dict.fromkeys(self.hot_sku() for _ in range(rng.choice([1, 1, 2, 3])))):
+            lines.append({"line_id": f"L{i + 1}", "sku": sku, "qty": rng.choice([1, 1, 1, 2]),
+                          "unit_price": round(rng.uniform(5, 120), 2)})
+        delivery: dict = {"method": method}
+        if method in ("pickup", "curbside"):
+            pickup = [n.node_id for n in self.nodes if method in n.services]
+            delivery["pickup_node_id"] = rng.choice(pickup)
+        else:
+            near = rng.choice([n for n in self.nodes if n.kind == "store"])
+            delivery["address"] = {"lat": round(near.lat + rng.uniform(-0.2, 0.2), 4),
+                                   "lon": round(near.lon + rng.uniform(-0.2, 0.2), 4), "country": "DE"}
+        customer = {"customer_id": f"C{rng.randrange(100_000)}"}
+        if rng.random() < 0.8:
+            customer["email"] = f"{customer['customer_id'].lower()}@example.com"
+        else:
+            customer["phone"] = f"+4915{rng.randrange(10**8):08d}"
+        return ("order_commands", order_id, {
+            "event_id": self._event_id(), "occurred_at": self._ts(), "type": "create", "order_id": order_id,
+            "channel": rng.choice(self.CHANNELS), "customer": customer, "lines": lines, "delivery": delivery,
+            "allow_partial": rng.random() < 0.9, "allow_backorder": rng.random() < 0.85,
+        })
 
     def _hostile(self, sku: str) -> Record:
         rng = self.rng
