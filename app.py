@@ -19,16 +19,7 @@ log = logging.getLogger(__name__)
 
 def kafka_client_kwargs(settings: Settings) -> dict[str, Any]:
     """Connection settings for our own aiokafka clients (security passes through)."""
-    kw: dict[str, Any] = {
-        "bootstrap_servers": settings.kafka_bootstrap.split(","),
-        "security_protocol": settings.kafka_security_protocol,
-    }
-    if settings.kafka_sasl_mechanism:
-        kw["sasl_mechanism"] = settings.kafka_sasl_mechanism
-        kw["sasl_plain_username"] = settings.kafka_sasl_username
-        if settings.kafka_sasl_password is not None:
-            kw["sasl_plain_password"] = settings.kafka_sasl_password.get_secret_value()
-    return kw
+    return {"bootstrap_servers": settings.kafka_bootstrap.split(","), **settings.kafka_security()}
 
 
 def _faust_credentials(settings: Settings) -> Any:

@@ -48,6 +48,16 @@ class Settings(BaseSettings):
     def canonical_url(self) -> str:
         return f"http://{self.web_host}:{self.web_port}"
 
+    def kafka_security(self) -> dict:
+        """Security settings for kafka-python and aiokafka clients (same names)."""
+        kw: dict = {"security_protocol": self.kafka_security_protocol}
+        if self.kafka_sasl_mechanism:
+            kw["sasl_mechanism"] = self.kafka_sasl_mechanism
+            kw["sasl_plain_username"] = self.kafka_sasl_username
+            if self.kafka_sasl_password is not None:
+                kw["sasl_plain_password"] = self.kafka_sasl_password.get_secret_value()
+        return kw
+
     def worker_dir(self) -> Path:
         return self.data_dir / f"worker-{self.web_port}"
 

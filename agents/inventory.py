@@ -26,6 +26,7 @@ from ..streams.events import Availability, InventoryMovement
 from ..streams.exceptions import DecodeError
 from ..tables.context import bind_event
 from ..tables.replica import atp_key
+from .batches import raw_topics, run_batches
 from .emit import now, observe_latency
 
 if TYPE_CHECKING:
@@ -182,28 +183,9 @@ def flush(rt: "Runtime", batch: StockBatch) -> None:
 
 def register(rt: "Runtime") -> None:
     rt.extras["pick"] = make_pick(rt)
-    topic = rt.app.topic(
-        rt.topics.movements,
-        rt.topics.sku_commands,
-        key_type=bytes,
-        value_type=bytes,
-        key_serializer="raw",
-        value_serializer="raw",
-    )
+    handlers = {rt.topics.movements: handle_movement, rt.topics.sku_commands: handle_command}
 
-    @rt.app.agent(topic, name="stock", concurrency=1)
+    @rt.app.agent(raw_topics(rt, *handlers), name="stock", concurrency=1)
     async def stock(stream):
         await rt.node_view.ready.wait()
-        async for events in stream.take_events(rt.settings.batch_size, rt.settings.batch_within_s):
-            batch = StockBatch()
-            for event in events:
-                # Faust reads and writes a table in the partition of the current event.
-                bind_event(event)
-                metrics.EVENTS_PROCESSED.labels(event.message.topic).inc()
-                if event.message.topic == rt.topics.movements:
-                    await handle_movement(rt, event, batch)
-                else:
-                    await handle_command(rt, event, batch)
-            flush(rt, batch)
-            await rt.emit.drain()
-
+        await run_batches(rt, stream, StockBatch, handlers, flush)

@@ -18,6 +18,7 @@ from ..streams import events as ev
 from ..streams.codec import decode, decode_key
 from ..streams.exceptions import DecodeError
 from ..tables.context import bind_event
+from .batches import raw_topics, run_batches
 from .emit import now, observe_latency
 
 if TYPE_CHECKING:
@@ -154,28 +155,11 @@ def flush(rt: "Runtime", batch: OrderBatch) -> None:
 
 
 def register(rt: "Runtime") -> None:
-    topic = rt.app.topic(
-        rt.topics.order_commands,
-        rt.topics.order_events,
-        key_type=bytes,
-        value_type=bytes,
-        key_serializer="raw",
-        value_serializer="raw",
-    )
+    handlers = {rt.topics.order_commands: handle_command, rt.topics.order_events: handle_reply}
 
-    @rt.app.agent(topic, name="orders", concurrency=1)
+    @rt.app.agent(raw_topics(rt, *handlers), name="orders", concurrency=1)
     async def orders(stream):
         await rt.node_view.ready.wait()
         await rt.atp_view.ready.wait()
         await rt.capacity_view.ready.wait()
-        async for events in stream.take_events(rt.settings.batch_size, rt.settings.batch_within_s):
-            batch = OrderBatch()
-            for event in events:
-                bind_event(event)
-                metrics.EVENTS_PROCESSED.labels(event.message.topic).inc()
-                if event.message.topic == rt.topics.order_commands:
-                    await handle_command(rt, event, batch)
-                else:
-                    await handle_reply(rt, event, batch)
-            flush(rt, batch)
-            await rt.emit.drain()
+        await run_batches(rt, stream, OrderBatch, handlers, flush)

@@ -25,22 +25,12 @@ def admin_client(settings: Settings, timeout_s: float = 30.0) -> KafkaAdminClien
                 bootstrap_servers=settings.kafka_bootstrap.split(","),
                 client_id="stockflow-admin",
                 request_timeout_ms=15000,
-                **security_kwargs(settings),
+                **settings.kafka_security(),
             )
         except KafkaError as exc:  # broker not reachable yet
             last = exc
             time.sleep(0.5)
     raise AdminError(f"cannot reach Kafka at {settings.kafka_bootstrap}: {last}")
-
-
-def security_kwargs(settings: Settings) -> dict:
-    kw: dict = {"security_protocol": settings.kafka_security_protocol}
-    if settings.kafka_sasl_mechanism:
-        kw["sasl_mechanism"] = settings.kafka_sasl_mechanism
-        kw["sasl_plain_username"] = settings.kafka_sasl_username
-        if settings.kafka_sasl_password is not None:
-            kw["sasl_plain_password"] = settings.kafka_sasl_password.get_secret_value()
-    return kw
 
 
 def ensure_topics(settings: Settings, extra: dict[str, int] | None = None) -> list[str]:
