@@ -32,7 +32,7 @@ from .emit import now, observe_latency
 if TYPE_CHECKING:
     from ..app import Runtime
 
-COMMANDS = {"reserve", "release", "consume", "backorder"}
+COMMANDS = {"reserve", "release", "consume", "backorder", "short", "restock"}
 
 
 class StockBatch:
@@ -154,6 +154,10 @@ async def handle_command(rt: "Runtime", event: Any, batch: StockBatch) -> None:
         result = owner.release(state, cmd, nodes, pick)
     elif kind == "consume":
         result = owner.consume(state, cmd, nodes)
+    elif kind == "short":
+        result = owner.short(state, cmd, nodes)
+    elif kind == "restock":
+        result = owner.restock(state, cmd, nodes, pick)
     else:
         result = owner.add_backorders(state, cmd, nodes, pick)
     if result.oversell:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from .. import metrics
+from ..domain import lifecycle
 from ..domain import orders as flow
 from ..domain.idempotency import Seen, classify, dedupe_key, position
 from ..streams import events as ev
@@ -103,8 +104,41 @@ async def handle_command(rt: "Runtime", event: Any, batch: OrderBatch) -> None:
             step.state["received_ts"] = msg.timestamp
     elif state is None:
         step = flow.Step(None, dead_letter=("unknown_order", f"{cmd.type} for unknown order {cmd.order_id!r}"))
+    elif cmd.type in ("cancel", "cancel_line"):
+        step = lifecycle.on_cancel(state, cmd, at)
+    elif cmd.type == "change_address":
+        step = lifecycle.on_change_address(state, cmd, at)
     else:
-        step = flow.Step(None, dead_letter=("unsupported_command", f"{cmd.type} is not handled yet"))
+        step = lifecycle.on_return_request(state, cmd, at)
+    if step.dead_letter:
+        rt.emit.dead_letter_record(msg, *step.dead_letter)
+        return
+    write(rt, step, event, batch, source)
+
+
+async def handle_update(rt: "Runtime", event: Any, batch: OrderBatch) -> None:
+    msg = event.message
+    try:
+        key = decode_key(msg.key)
+        upd = decode(msg.value, ev.FulfillmentUpdate, rt.settings.max_payload_bytes)
+    except DecodeError as exc:
+        rt.emit.dead_letter_record(msg, exc.reason, exc.detail)
+        return
+    if key != upd.order_id:
+        rt.emit.dead_letter_record(msg, "key_mismatch", f"key {key!r} is not order_id {upd.order_id!r}")
+        return
+    source = f"{msg.topic}:{msg.partition}"
+    here = position(msg.topic, msg.partition, msg.offset)
+    dkey = dedupe_key(upd.order_id, upd.event_id)
+    state = batch.state(rt, upd.order_id)
+    if state is None:
+        rt.emit.dead_letter_record(msg, "unknown_order", f"{upd.type} for unknown order {upd.order_id!r}")
+        return
+    if classify(rt.seen.get(dkey), here, _applied(state, source, msg.offset)) is not Seen.NEW:
+        metrics.DUPLICATES_SKIPPED.labels(msg.topic).inc()
+        return
+    rt.seen.put(dkey, here)
+    step = lifecycle.on_fulfillment(state, upd, rt.node_view.nodes, now())
     if step.dead_letter:
         rt.emit.dead_letter_record(msg, *step.dead_letter)
         return
@@ -155,7 +189,11 @@ def flush(rt: "Runtime", batch: OrderBatch) -> None:
 
 
 def register(rt: "Runtime") -> None:
-    handlers = {rt.topics.order_commands: handle_command, rt.topics.order_events: handle_reply}
+    handlers = {
+        rt.topics.order_commands: handle_command,
+        rt.topics.fulfillment_updates: handle_update,
+        rt.topics.order_events: handle_reply,
+    }
 
     @rt.app.agent(raw_topics(rt, *handlers), name="orders", concurrency=1)
     async def orders(stream):

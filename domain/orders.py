@@ -276,9 +276,10 @@ def _new_shipments(state: dict, nodes: Mapping[str, Node], added: dict[str, dict
         step.outputs.append(("fulfillment_requests", node_id, request))
 
 
-def order_status(state: dict) -> str:
+def allocation_status(state: dict) -> str:
+    """The status of an allocation decision: shipped units count as allocated."""
     lines = state["lines"].values()
-    allocated = sum(sum(ln["alloc"].values()) for ln in lines)
+    allocated = sum(sum(ln["alloc"].values()) + ln["shipped"] for ln in lines)
     backordered = sum(ln["backordered"] for ln in lines)
     rejected = sum(ln["rejected"] for ln in lines)
     if allocated and not backordered and not rejected:
@@ -290,7 +291,28 @@ def order_status(state: dict) -> str:
     return "rejected"
 
 
+def order_status(state: dict) -> str:
+    """The order's status: follows from its lines and shipments."""
+    lines = list(state["lines"].values())
+    live = sum(ln["qty"] - ln["cancelled"] - ln["rejected"] for ln in lines)
+    shipped = sum(ln["shipped"] for ln in lines)
+    if live == 0:
+        return "cancelled" if any(ln["cancelled"] for ln in lines) else "rejected"
+    if shipped and shipped == live:
+        if sum(ln["returned"] for ln in lines) == shipped:
+            return "returned"
+        if all(sh.get("delivered") for sh in state["shipments"].values() if sh.get("shipped")):
+            return "delivered"
+        return "shipped"
+    return allocation_status(state)
+
+
 def _line_status(ln: dict) -> str:
+    live = ln["qty"] - ln["cancelled"] - ln["rejected"]
+    if live == 0:
+        return "cancelled" if ln["cancelled"] else "rejected"
+    if ln["shipped"] == live:
+        return "returned" if ln["returned"] == ln["shipped"] else "shipped"
     if sum(ln["alloc"].values()) == ln["qty"]:
         return "allocated"
     if ln["backordered"] and not sum(ln["alloc"].values()):
@@ -316,25 +338,30 @@ def status_document(state: dict, at: datetime) -> dict:
             for lid, ln in ((lid, state["lines"][lid]) for lid in state["line_order"])
         ],
         "occurred_at": at.isoformat(),
+        "refusal": state.get("refusal"),
     }
 
 
 def allocation_decision(state: dict, at: datetime, cause: str) -> dict:
-    shipments = [
-        {
+    shipments = []
+    for sid, sh in state["shipments"].items():
+        # a decision lists every unit it placed: still to ship, or shipped
+        units: dict[str, int] = dict(sh.get("shipped", {}))
+        for lid, _sku, q in sh["lines"]:
+            units[lid] = units.get(lid, 0) + q
+        if sh["status"] == "cancelled" or not any(units.values()):
+            continue
+        shipments.append({
             "shipment_id": sid, "node_id": sh["node_id"], "method": state["delivery"]["method"],
-            "lines": [{"line_id": lid, "sku": sku, "qty": q} for lid, sku, q in sh["lines"]],
+            "lines": [{"line_id": lid, "sku": state["lines"][lid]["sku"], "qty": q} for lid, q in units.items() if q],
             "distance_km": sh["distance_km"], "cost": sh["cost"],
-        }
-        for sid, sh in state["shipments"].items()
-        if sh["status"] != "cancelled" and sh["lines"]
-    ]
+        })
     return {
         "decision_id": f"{state['order_id']}:{state['seq']}",
         "order_id": state["order_id"],
         "occurred_at": at.isoformat(),
         "caused_by": cause,
-        "status": state["status"],
+        "status": allocation_status(state),
         "shipments": shipments,
         "backorders": [
             {"line_id": lid, "sku": ln["sku"], "qty": ln["backordered"], "expected_date": ln["expected_date"]}

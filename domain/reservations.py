@@ -223,3 +223,28 @@ def revoke_shortage(state: SkuState, node_ids: tuple[str, ...], cause: str) -> O
                 "revoke_id": f"{order_id}:{node_id}:{cause}",
             })
     return OwnerResult(state, tuple(replies), tuple(sorted(changed)))
+
+
+def short(state: SkuState, cmd: Mapping, nodes: Mapping[str, Node]) -> OwnerResult:
+    """A node could not pick: the units were not there. on_hand falls and the
+    order's holding is released; other holdings that no longer fit are revoked."""
+    order_id, node_id, qty = cmd["order_id"], cmd["node_id"], int(cmd["qty"])
+    held = dict(state.reservations.get(order_id, {}))
+    held[node_id] = max(0, held.get(node_id, 0) - qty)
+    state, changed = _set_holding(state, order_id, held)
+    s = state.node(node_id)
+    stock = dict(state.stock)
+    stock[node_id] = NodeStock(s.on_hand - qty, s.reserved)
+    state = replace(state, stock=stock)
+    revoked = revoke_shortage(state, (node_id,), cmd.get("cmd_id", "")) if s.on_hand - qty < s.reserved else OwnerResult(state)
+    return OwnerResult(revoked.state, revoked.replies, tuple(sorted(set(changed) | {node_id} | set(revoked.changed_nodes))))
+
+
+def restock(state: SkuState, cmd: Mapping, nodes: Mapping[str, Node], pick: Pick | None) -> OwnerResult:
+    """A resellable return: on_hand rises at the node and feeds backorders."""
+    node_id, qty = cmd["node_id"], int(cmd["qty"])
+    s = state.node(node_id)
+    stock = dict(state.stock)
+    stock[node_id] = NodeStock(s.on_hand + qty, s.reserved)
+    filled = fill_backorders(replace(state, stock=stock), nodes, cmd.get("cmd_id", ""), pick)
+    return OwnerResult(filled.state, filled.replies, tuple(sorted({node_id} | set(filled.changed_nodes))))

@@ -103,7 +103,7 @@ class Customer(Event):
 
 class OrderLine(Event):
     line_id: Id
-    sku: Id
+    sku: Id | None = None  # required on create; a return_request names line_id and qty only
     qty: PositiveQty
     unit_price: float | None = Field(default=None, ge=0)
 
@@ -168,6 +168,8 @@ class OrderCommand(InputEvent):
                 raise ValueError(f"create needs {', '.join(missing)}")
             if not self.lines:
                 raise ValueError("create needs at least one line")
+            if any(ln.sku is None for ln in self.lines):
+                raise ValueError("create lines need sku")
             ids = [ln.line_id for ln in self.lines]
             if len(set(ids)) != len(ids):
                 raise ValueError("line_id values must be unique")
@@ -330,11 +332,19 @@ class OrderStatusLine(Out):
     returned: int = 0
 
 
+class Refusal(Out):
+    command: str
+    reason: str
+    at: datetime
+
+
 class OrderStatus(Out):
     order_id: str
     status: LineStatus
     lines: tuple[OrderStatusLine, ...]
     occurred_at: datetime
+    # optional addition: why the last modification was refused
+    refusal: Refusal | None = None
 
 
 class DeadLetter(Out):
