@@ -71,7 +71,7 @@ def on_fulfillment(state: dict, upd: FulfillmentUpdate, nodes: Mapping[str, Node
         sh["status"] = t
         if t == "ready_for_pickup":
             step.outputs.append(("notifications", state["order_id"], notification(
-                state, "ready_for_pickup", {"shipment_id": upd.shipment_id, "node_id": upd.node_id})))
+                state, "ready_for_pickup", {"shipment_id": upd.shipment_id, "node_id": upd.node_id}, upd.event_id)))
         _status_only(state, at, step)
         return step
     if t == "delivered":
@@ -80,7 +80,7 @@ def on_fulfillment(state: dict, upd: FulfillmentUpdate, nodes: Mapping[str, Node
         sh["delivered"] = True
         sh["status"] = "delivered"
         step.outputs.append(("notifications", state["order_id"], notification(
-            state, "delivered", {"shipment_id": upd.shipment_id})))
+            state, "delivered", {"shipment_id": upd.shipment_id}, upd.event_id)))
         _status_only(state, at, step)
         return step
     if t == "return_received":
@@ -116,7 +116,7 @@ def on_fulfillment(state: dict, upd: FulfillmentUpdate, nodes: Mapping[str, Node
         note = "delivered" if t == "picked_up" else "shipped"
         step.outputs.append(("notifications", state["order_id"], notification(state, note, {
             "shipment_id": upd.shipment_id, "carrier": upd.carrier, "tracking_number": upd.tracking_number,
-            "lines": [{"line_id": lid, "sku": sku, "qty": q} for lid, sku, q in lines]})))
+            "lines": [{"line_id": lid, "sku": sku, "qty": q} for lid, sku, q in lines]}, upd.event_id)))
         _status_only(state, at, step)
         return step
     if not sh["lines"]:
@@ -139,9 +139,9 @@ def _return_received(state: dict, upd: FulfillmentUpdate, sh: dict, at: datetime
                                   "sku": line.sku, "node_id": upd.node_id, "qty": line.qty})
     lines = [{"line_id": x.line_id, "sku": x.sku, "qty": x.qty} for x in upd.lines]
     step.outputs.append(("notifications", state["order_id"], notification(
-        state, "return_received", {"lines": lines, "condition": upd.condition or "resellable", "event_id": upd.event_id})))
+        state, "return_received", {"lines": lines, "condition": upd.condition or "resellable"}, upd.event_id)))
     step.outputs.append(("notifications", state["order_id"], notification(
-        state, "refund_issued", {"amount": round(amount, 2), "event_id": upd.event_id})))
+        state, "refund_issued", {"amount": round(amount, 2)}, upd.event_id)))
     _status_only(state, at, step)
     return step
 
@@ -205,7 +205,7 @@ def on_cancel(state: dict, cmd: OrderCommand, at: datetime) -> Step:
     live = sum(ln["qty"] - ln["cancelled"] - ln["rejected"] for ln in state["lines"].values())
     note = "cancelled" if live == 0 else "partially_cancelled"
     _decide(state, at, step, cause=cmd.event_id, notify=None)
-    step.outputs.append(("notifications", state["order_id"], notification(state, note, {"lines": cancelled})))
+    step.outputs.append(("notifications", state["order_id"], notification(state, note, {"lines": cancelled}, cmd.event_id)))
     return step
 
 

@@ -374,10 +374,12 @@ def allocation_decision(state: dict, at: datetime, cause: str) -> dict:
     }
 
 
-def notification(state: dict, type_: str, data: dict) -> dict:
+def notification(state: dict, type_: str, data: dict, cause: str | None = None) -> dict:
+    """``cause`` (the event that caused it) keeps ids apart when several
+    notifications of a type follow one decision, e.g. two shipments shipped."""
     customer = state["customer"]
     return {
-        "notification_id": f"{state['order_id']}:{type_}:{state['seq']}",
+        "notification_id": f"{state['order_id']}:{type_}:{cause or state['seq']}",
         "order_id": state["order_id"],
         "type": type_,
         "customer": customer,

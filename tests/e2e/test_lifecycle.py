@@ -89,3 +89,61 @@ def test_fulfilment_cancel_short_return(cluster):
         assert t in types, types
     refund = [r["value"] for r in cluster.read_all("notifications") if r["value"]["type"] == "refund_issued"]
     assert refund[0]["data"]["amount"] == 19.99
+
+
+def test_bopis_cancel_line_address_reject_and_damaged_return(cluster):
+    cluster.send("nodes", "STORE", node_record("STORE", lat=52.52, lon=13.40))
+    cluster.send("nodes", "DC", node_record("DC", kind="dc", lat=51.34, lon=12.37, services=["ship"]))
+    cluster.flush()
+    w = cluster.add_worker()
+    cluster.send("movements", "Q", movement("Q", "STORE", "receipt", 4))
+    cluster.send("movements", "R", movement("R", "STORE", "receipt", 3))
+    cluster.flush()
+    wait_until(lambda: http_get(f"{w.url}/atp/Q")[1]["network_atp"] == 4, 60, what="stock")
+
+    # BOPIS: ready for pickup, then picked up; the customer has no email: SMS
+    bopis = order_create("bopis", [("Q", 1)], method="pickup", pickup_node_id="STORE", email=None)
+    two_lines = order_create("two", [("Q", 2), ("R", 3)], lat=52.5, lon=13.4)
+    waiting = order_create("waiting", [("NONE", 1)], lat=52.5, lon=13.4)
+    for o in (bopis, two_lines, waiting):
+        cluster.send("order_commands", o["order_id"], o)
+    cluster.flush()
+    wait_until(lambda: doc(w, "bopis")["status"] == "allocated" and doc(w, "two")["status"] == "allocated"
+               and doc(w, "waiting")["status"] == "backordered", 60, what="decided")
+    cluster.send("fulfillment_updates", "bopis", update("bopis", "bopis-S1", "STORE", "ready_for_pickup"))
+    cluster.send("fulfillment_updates", "bopis", update("bopis", "bopis-S1", "STORE", "picked_up"))
+    # cancel one unit of one line
+    cluster.send("order_commands", "two", {"event_id": "cl-1", "occurred_at": now_iso(), "type": "cancel_line",
+                                           "order_id": "two", "line_id": "L1", "qty": 1})
+    # address change: accepted while nothing is released, refused after
+    for oid in ("waiting", "two"):
+        cluster.send("order_commands", oid, {"event_id": f"ca-{oid}", "occurred_at": now_iso(), "type": "change_address",
+                                             "order_id": oid, "address": {"lat": 48.14, "lon": 11.58}})
+    cluster.flush()
+    d = wait_until(lambda: (d := doc(w, "bopis")) and d["status"] == "delivered" and d, 60, what="picked up")
+    two = wait_until(lambda: (d := doc(w, "two")) and d["lines"][0]["cancelled"] == 1 and d, 60, what="line cancelled")
+    assert two["lines"][0]["allocated"] == 1 and two["lines"][1]["allocated"] == 3
+    wait_until(lambda: (doc(w, "two").get("refusal") or {}).get("reason") == "already_released", 60, what="address refused")
+    notes = {r["value"]["type"]: r["value"] for r in cluster.read_all("notifications") if r["key"] == "bopis"}
+    assert {"order_confirmed", "ready_for_pickup", "delivered"} <= set(notes)
+    assert all(n["channel"] == "sms" for n in notes.values())
+    assert any(r["value"]["type"] == "partially_cancelled" for r in cluster.read_all("notifications") if r["key"] == "two")
+    status_waiting = [r["value"] for r in cluster.read_all("order_status") if r["key"] == "waiting"]
+    assert status_waiting and not status_waiting[-1].get("refusal")
+    a = wait_until(lambda: (a := atp(w, "Q")) and a["STORE"]["on_hand"] == 3 and a, 60, what="picked up consumed stock")
+    assert a["STORE"]["reserved"] == 1  # what is left of "two"'s L1
+
+    # the store rejects the rest of "two"; no other node has R: backordered
+    cluster.send("fulfillment_updates", "two", update("two", "two-S1", "STORE", "rejected", [("L2", "R", 3)]))
+    cluster.flush()
+    d = wait_until(lambda: (d := doc(w, "two")) and d["lines"][1]["backordered"] == 3 and d, 60, what="rejected -> backorder")
+    assert d["status"] == "partial"
+    assert wait_until(lambda: atp(w, "R")["STORE"]["reserved"] == 0, 30, what="released")
+    assert atp(w, "R")["STORE"]["on_hand"] == 3  # a rejection does not touch on_hand
+
+    # a damaged return does not restock
+    cluster.send("fulfillment_updates", "bopis", update("bopis", "bopis-S1", "STORE", "return_received", [("L1", "Q", 1)],
+                                                       condition="damaged"))
+    cluster.flush()
+    wait_until(lambda: doc(w, "bopis")["status"] == "returned", 60, what="returned")
+    assert atp(w, "Q")["STORE"]["on_hand"] == 3

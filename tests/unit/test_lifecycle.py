@@ -116,3 +116,14 @@ def test_change_address_refused_after_release():
     state = allocated_order()
     r = lifecycle.on_change_address(state, cmd(type="change_address", address={"lat": 50.0, "lon": 8.0}, event_id="a1"), AT)
     assert r.state["refusal"]["reason"] == "already_released"
+
+
+def test_notification_ids_differ_per_cause_and_repeat_per_replay():
+    state = allocated_order()
+    a = lifecycle.on_fulfillment(state, upd("shipped", [("L1", "X", 1)], event_id="s1"), NODES, AT)
+    b = lifecycle.on_fulfillment(a.state, upd("shipped", [("L1", "X", 1)], event_id="s2"), NODES, AT)
+    again = lifecycle.on_fulfillment(state, upd("shipped", [("L1", "X", 1)], event_id="s1"), NODES, AT)
+    ids_a = [n["notification_id"] for n in out(a, "notifications")]
+    ids_b = [n["notification_id"] for n in out(b, "notifications")]
+    assert ids_a != ids_b
+    assert ids_a == [n["notification_id"] for n in out(again, "notifications")]
