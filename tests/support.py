@@ -209,11 +209,3 @@ def order_create(order_id: str, lines: list[tuple[str, int]], method: str = "shi
         "allow_partial": allow_partial,
         "allow_backorder": allow_backorder,
     }
-
-
-def latest_by_key(records: list[dict]) -> dict:
-    """The last record per key (a topic read as a changelog)."""
-    out = {}
-    for r in sorted(records, key=lambda r: (r["partition"], r["offset"])):
-        out[r["key"]] = r["value"]
-    return out

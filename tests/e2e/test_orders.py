@@ -7,7 +7,7 @@ from collections import Counter, defaultdict
 
 import pytest
 
-from ..support import http_get, latest_by_key, movement, node_record, order_create, wait_until
+from ..support import http_get, movement, node_record, order_create, wait_until
 
 pytestmark = pytest.mark.e2e
 

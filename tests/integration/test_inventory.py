@@ -58,6 +58,9 @@ def test_duplicate_event_id_counted_once(cluster):
     cluster.send("nodes", "S1", node_record("S1"))
     cluster.flush()
     w = cluster.add_worker()
+    # a fresh worker that has written nothing yet still routes queries
+    assert http_get(f"{w.url}/atp/SKU-D")[0] == 200
+    assert http_get(f"{w.url}/orders/none-yet")[0] == 404
     rec = movement("SKU-D", "S1", "receipt", 5, event_id="dup-1")
     for _ in range(3):
         cluster.send("movements", "SKU-D", rec)
