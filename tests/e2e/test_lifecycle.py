@@ -19,6 +19,21 @@ def doc(w, order_id):
     return body if status == 200 else None
 
 
+def wait_status(w, order_id, status, timeout=60):
+    """The order's document once it has ``status``; on timeout the error shows the last answer."""
+    seen = []
+
+    def check():
+        got = http_get(f"{w.url}/orders/{order_id}")
+        seen[:] = [got]
+        return got[0] == 200 and got[1]["status"] == status and got[1]
+
+    try:
+        return wait_until(check, timeout, what=f"{order_id} {status}")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; last answer: {seen}") from None
+
+
 def atp(w, sku):
     return {n["node_id"]: n for n in http_get(f"{w.url}/atp/{sku}")[1]["nodes"]}
 
@@ -36,7 +51,7 @@ def test_fulfilment_cancel_short_return(cluster):
         cluster.send("order_commands", oid, order_create(oid, [("P", qty)], lat=52.52, lon=13.40))
     cluster.flush()
     for oid in ("ship-me", "cancel-me", "short-me"):
-        wait_until(lambda oid=oid: (d := doc(w, oid)) and d["status"] == "allocated", 60, what=f"{oid} allocated")
+        wait_status(w, oid, "allocated")
     assert atp(w, "P")["A"]["reserved"] == 6
 
     # ship and deliver: on_hand and reserved fall together
@@ -48,8 +63,8 @@ def test_fulfilment_cancel_short_return(cluster):
     # a short pick at A re-sources to B
     cluster.send("fulfillment_updates", "short-me", update("short-me", "short-me-S1", "A", "short", [("L1", "P", 3)]))
     cluster.flush()
-    wait_until(lambda: doc(w, "ship-me")["status"] == "delivered", 60, what="delivered")
-    wait_until(lambda: doc(w, "cancel-me")["status"] == "cancelled", 60, what="cancelled")
+    wait_status(w, "ship-me", "delivered")
+    wait_status(w, "cancel-me", "cancelled")
     d = wait_until(lambda: (d := doc(w, "short-me")) and [s["node_id"] for s in d["shipments"] if s["status"] != "cancelled"] == ["B"] and d, 60, what="short re-sourced")
     assert d["status"] == "allocated"
     a = wait_until(lambda: (a := atp(w, "P")) and a["A"]["on_hand"] == 5 and a, 60, what="A: 10 - 2 shipped - 3 short")
