@@ -49,11 +49,20 @@ class Runtime:
     emit: Any = None
     extras: dict[str, Any] = field(default_factory=dict)
 
+    def crashed_agents(self) -> list[str]:
+        """Agents whose actor crashed: the worker answers but decides nothing."""
+        out = []
+        for name, agent in self.app.agents.items():
+            if getattr(agent, "crashed", False) or any(getattr(a, "crashed", False) for a in getattr(agent, "_actors", ())):
+                out.append(name)
+        return out
+
     def is_ready(self) -> bool:
         app = self.app
         recovery = app.tables.recovery
         return (
-            self.node_view.ready.is_set()
+            not self.crashed_agents()
+            and self.node_view.ready.is_set()
             and self.atp_view.ready.is_set()
             and self.capacity_view.ready.is_set()
             and recovery.completed.is_set()
@@ -73,6 +82,10 @@ def _widen_faust_send_buffer() -> None:
 
 def create_app(settings: Settings) -> Runtime:
     _widen_faust_send_buffer()
+    return _build(settings)
+
+
+def _build(settings: Settings) -> Runtime:
     from .agents import inventory, nodes, orders
     from .agents.emit import Emitter
     from .connectors import http_api

@@ -160,6 +160,6 @@ def register(rt: "Runtime") -> None:
             ready = rt.is_ready()
             metrics.READY.set(1 if ready else 0)
             return self.json(
-                {"ready": ready, "nodes_loaded": rt.node_view.ready.is_set()},
+                {"ready": ready, "nodes_loaded": rt.node_view.ready.is_set(), "crashed_agents": rt.crashed_agents()},
                 status=200 if ready else 503,
             )

@@ -33,9 +33,20 @@ def admin_client(settings: Settings, timeout_s: float = 30.0) -> KafkaAdminClien
     raise AdminError(f"cannot reach Kafka at {settings.kafka_bootstrap}: {last}")
 
 
+# Faust's changelog topics, named <app id>-<table>-changelog. Created here,
+# before Faust starts, because a table written while the consumer has no
+# metadata for its fresh changelog crashes its agent (PartitionsMismatch: the
+# changelog "has 0 partitions"), seen on a cold broker.
+TABLES = ("stock", "seen-events", "orders")
+
+
+def changelog_topics(settings: Settings) -> list[str]:
+    return [f"{settings.app_id}-{t}-changelog" for t in TABLES]
+
+
 def ensure_topics(settings: Settings, extra: dict[str, int] | None = None) -> list[str]:
-    """Create every contract topic (plus ``extra`` name -> partitions) that is
-    missing; return the names created."""
+    """Create every contract topic, internal topic and table changelog (plus
+    ``extra`` name -> partitions) that is missing; return the names created."""
     topics = Topics(settings.topic_prefix)
     admin = admin_client(settings)
     try:
@@ -46,6 +57,10 @@ def ensure_topics(settings: Settings, extra: dict[str, int] | None = None) -> li
                 continue
             configs = {"cleanup.policy": "compact"} if spec.compacted else {}
             wanted.append(NewTopic(name, settings.partitions, settings.replication_factor, topic_configs=configs))
+        for name in changelog_topics(settings):
+            if name not in existing:
+                wanted.append(NewTopic(name, settings.partitions, settings.replication_factor,
+                                       topic_configs={"cleanup.policy": "compact"}))
         for name, parts in (extra or {}).items():
             if name not in existing:
                 wanted.append(NewTopic(name, parts, settings.replication_factor))
