@@ -4,6 +4,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 from .. import metrics
+from ..domain.idempotency import Seen, classify, dedupe_key, position
+from ..streams.codec import decode, decode_key
+from ..streams.exceptions import DecodeError
 from ..tables.context import bind_event
 
 if TYPE_CHECKING:
@@ -30,3 +33,32 @@ async def run_batches(rt: "Runtime", stream: Any, new_batch: Callable[[], Any],
             await handlers[event.message.topic](rt, event, batch)
         flush(rt, batch)
         await rt.emit.drain()
+
+
+def decode_keyed(rt: "Runtime", msg: Any, model: type, key_field: str) -> Any | None:
+    """The record as a contract event, or None once it is dead-lettered
+    (bad bytes, bad fields, or a key that is not the event's own key field)."""
+    try:
+        key = decode_key(msg.key)
+        event = decode(msg.value, model, rt.settings.max_payload_bytes)
+    except DecodeError as exc:
+        rt.emit.dead_letter_record(msg, exc.reason, exc.detail)
+        return None
+    own = getattr(event, key_field)
+    if key != own:
+        rt.emit.dead_letter_record(msg, "key_mismatch", f"key {key!r} is not {key_field} {own!r}")
+        return None
+    return event
+
+
+def first_sight(rt: "Runtime", msg: Any, record_key: str, event_id: str, applied: bool) -> Seen:
+    """Classify a record (new, redelivered after a crash, or a duplicate
+    event_id) and remember where its event_id was first seen."""
+    here = position(msg.topic, msg.partition, msg.offset)
+    dkey = dedupe_key(record_key, event_id)
+    seen = classify(rt.seen.get(dkey), here, applied)
+    if seen is not Seen.DUPLICATE:
+        rt.seen.put(dkey, here)
+    if seen is not Seen.NEW:
+        metrics.DUPLICATES_SKIPPED.labels(msg.topic).inc()
+    return seen

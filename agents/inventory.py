@@ -19,14 +19,14 @@ import orjson
 from .. import metrics
 from ..domain import reservations as owner
 from ..domain.atp import Backorder, SkuState, apply_movement, availability_rows
-from ..domain.idempotency import Seen, classify, dedupe_key, position
+from ..domain.idempotency import Seen
 from ..domain.sourcing import LineRequest, SourcingRequest, source
-from ..streams.codec import decode, decode_key
+from ..streams.codec import decode_key
 from ..streams.events import Availability, InventoryMovement
 from ..streams.exceptions import DecodeError
 from ..tables.context import bind_event
 from ..tables.replica import atp_key
-from .batches import raw_topics, run_batches
+from .batches import decode_keyed, first_sight, raw_topics, run_batches
 from .emit import now, observe_latency
 
 if TYPE_CHECKING:
@@ -79,14 +79,8 @@ def _reply(rt: "Runtime", replies: tuple[dict, ...]) -> None:
 
 async def handle_movement(rt: "Runtime", event: Any, batch: StockBatch) -> None:
     msg = event.message
-    try:
-        key = decode_key(msg.key)
-        m = decode(msg.value, InventoryMovement, rt.settings.max_payload_bytes)
-    except DecodeError as exc:
-        rt.emit.dead_letter_record(msg, exc.reason, exc.detail)
-        return
-    if key != m.sku:
-        rt.emit.dead_letter_record(msg, "key_mismatch", f"key {key!r} is not sku {m.sku!r}")
+    m = decode_keyed(rt, msg, InventoryMovement, "sku")
+    if m is None:
         return
     if rt.node_view.get(m.node_id) is None:
         await rt.node_view.catch_up()
@@ -94,18 +88,13 @@ async def handle_movement(rt: "Runtime", event: Any, batch: StockBatch) -> None:
             rt.emit.dead_letter_record(msg, "unknown_node", f"node {m.node_id!r} is not in {rt.topics.nodes}")
             return
     source_tp = f"{msg.topic}:{msg.partition}"
-    here = position(msg.topic, msg.partition, msg.offset)
-    dkey = dedupe_key(m.sku, m.event_id)
     state = batch.state(rt, m.sku)
-    seen = classify(rt.seen.get(dkey), here, state.applied(source_tp, msg.offset))
+    seen = first_sight(rt, msg, m.sku, m.event_id, state.applied(source_tp, msg.offset))
     if seen is Seen.DUPLICATE:
-        metrics.DUPLICATES_SKIPPED.labels(msg.topic).inc()
         return
-    rt.seen.put(dkey, here)
     if seen is Seen.REDELIVERED:
         # Applied before a crash; its availability event may not have been
         # written, and re-sending a snapshot is harmless.
-        metrics.DUPLICATES_SKIPPED.labels(msg.topic).inc()
         batch.touched[(m.sku, m.node_id)] = event
         return
     before = state.node(m.node_id).on_hand
@@ -136,16 +125,12 @@ async def handle_command(rt: "Runtime", event: Any, batch: StockBatch) -> None:
         rt.emit.dead_letter_record(msg, "bad_internal_command", str(exc)[:300])
         return
     source_tp = f"{msg.topic}:{msg.partition}"
-    here = position(msg.topic, msg.partition, msg.offset)
-    dkey = dedupe_key(sku, cmd_id)
     state = batch.state(rt, sku)
-    seen = classify(rt.seen.get(dkey), here, state.applied(source_tp, msg.offset))
-    if seen is Seen.DUPLICATE or (seen is Seen.REDELIVERED and kind != "reserve"):
-        metrics.DUPLICATES_SKIPPED.labels(msg.topic).inc()
-        return
+    seen = first_sight(rt, msg, sku, cmd_id, state.applied(source_tp, msg.offset))
     # A redelivered reserve is re-run: it sets (not adds), so the state
     # stays the same and the reply, possibly lost in the crash, goes again.
-    rt.seen.put(dkey, here)
+    if seen is Seen.DUPLICATE or (seen is Seen.REDELIVERED and kind != "reserve"):
+        return
     nodes = rt.node_view.nodes
     pick = rt.extras["pick"]
     if kind == "reserve":

@@ -14,12 +14,10 @@ import orjson
 from .. import metrics
 from ..domain import lifecycle
 from ..domain import orders as flow
-from ..domain.idempotency import Seen, classify, dedupe_key, position
+from ..domain.idempotency import Seen
 from ..streams import events as ev
-from ..streams.codec import decode, decode_key
-from ..streams.exceptions import DecodeError
 from ..tables.context import bind_event
-from .batches import raw_topics, run_batches
+from .batches import decode_keyed, first_sight, raw_topics, run_batches
 from .emit import now, observe_latency
 
 if TYPE_CHECKING:
@@ -70,24 +68,13 @@ def write(rt: "Runtime", step: flow.Step, event: Any, batch: OrderBatch, source:
 
 async def handle_command(rt: "Runtime", event: Any, batch: OrderBatch) -> None:
     msg = event.message
-    try:
-        key = decode_key(msg.key)
-        cmd = decode(msg.value, ev.OrderCommand, rt.settings.max_payload_bytes)
-    except DecodeError as exc:
-        rt.emit.dead_letter_record(msg, exc.reason, exc.detail)
-        return
-    if key != cmd.order_id:
-        rt.emit.dead_letter_record(msg, "key_mismatch", f"key {key!r} is not order_id {cmd.order_id!r}")
+    cmd = decode_keyed(rt, msg, ev.OrderCommand, "order_id")
+    if cmd is None:
         return
     source = f"{msg.topic}:{msg.partition}"
-    here = position(msg.topic, msg.partition, msg.offset)
-    dkey = dedupe_key(cmd.order_id, cmd.event_id)
     state = batch.state(rt, cmd.order_id)
-    seen = classify(rt.seen.get(dkey), here, _applied(state, source, msg.offset))
-    if seen is not Seen.NEW:
-        metrics.DUPLICATES_SKIPPED.labels(msg.topic).inc()
+    if first_sight(rt, msg, cmd.order_id, cmd.event_id, _applied(state, source, msg.offset)) is not Seen.NEW:
         return
-    rt.seen.put(dkey, here)
     at = now()
     nodes = rt.node_view.nodes
     if cmd.type == "create":
@@ -118,26 +105,16 @@ async def handle_command(rt: "Runtime", event: Any, batch: OrderBatch) -> None:
 
 async def handle_update(rt: "Runtime", event: Any, batch: OrderBatch) -> None:
     msg = event.message
-    try:
-        key = decode_key(msg.key)
-        upd = decode(msg.value, ev.FulfillmentUpdate, rt.settings.max_payload_bytes)
-    except DecodeError as exc:
-        rt.emit.dead_letter_record(msg, exc.reason, exc.detail)
-        return
-    if key != upd.order_id:
-        rt.emit.dead_letter_record(msg, "key_mismatch", f"key {key!r} is not order_id {upd.order_id!r}")
+    upd = decode_keyed(rt, msg, ev.FulfillmentUpdate, "order_id")
+    if upd is None:
         return
     source = f"{msg.topic}:{msg.partition}"
-    here = position(msg.topic, msg.partition, msg.offset)
-    dkey = dedupe_key(upd.order_id, upd.event_id)
     state = batch.state(rt, upd.order_id)
     if state is None:
         rt.emit.dead_letter_record(msg, "unknown_order", f"{upd.type} for unknown order {upd.order_id!r}")
         return
-    if classify(rt.seen.get(dkey), here, _applied(state, source, msg.offset)) is not Seen.NEW:
-        metrics.DUPLICATES_SKIPPED.labels(msg.topic).inc()
+    if first_sight(rt, msg, upd.order_id, upd.event_id, _applied(state, source, msg.offset)) is not Seen.NEW:
         return
-    rt.seen.put(dkey, here)
     step = lifecycle.on_fulfillment(state, upd, rt.node_view.nodes, now())
     if step.dead_letter:
         rt.emit.dead_letter_record(msg, *step.dead_letter)
