@@ -48,7 +48,11 @@ def _applied(state: dict | None, source: str, offset: int) -> bool:
 
 
 def write(rt: "Runtime", step: flow.Step, event: Any, batch: OrderBatch, source: str) -> None:
+    """Apply a step: a dead letter, or the new state, commands and outputs."""
     msg = event.message
+    if step.dead_letter:
+        rt.emit.dead_letter_record(msg, *step.dead_letter)
+        return
     if step.state is not None:
         step.state.setdefault("offsets", {})[source] = msg.offset
         batch.states[step.state["order_id"]] = (step.state, event)
@@ -97,9 +101,6 @@ async def handle_command(rt: "Runtime", event: Any, batch: OrderBatch) -> None:
         step = lifecycle.on_change_address(state, cmd, at)
     else:
         step = lifecycle.on_return_request(state, cmd, at)
-    if step.dead_letter:
-        rt.emit.dead_letter_record(msg, *step.dead_letter)
-        return
     write(rt, step, event, batch, source)
 
 
@@ -115,11 +116,7 @@ async def handle_update(rt: "Runtime", event: Any, batch: OrderBatch) -> None:
         return
     if first_sight(rt, msg, upd.order_id, upd.event_id, _applied(state, source, msg.offset)) is not Seen.NEW:
         return
-    step = lifecycle.on_fulfillment(state, upd, rt.node_view.nodes, now())
-    if step.dead_letter:
-        rt.emit.dead_letter_record(msg, *step.dead_letter)
-        return
-    write(rt, step, event, batch, source)
+    write(rt, lifecycle.on_fulfillment(state, upd, rt.node_view.nodes, now()), event, batch, source)
 
 
 async def handle_reply(rt: "Runtime", event: Any, batch: OrderBatch) -> None:
