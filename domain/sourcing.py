@@ -1,29 +1,65 @@
 """Where an order ships from: pure and deterministic (DESIGN.md section 5).
 
-Priorities, in this order: fill as many units as possible; fewest shipments
-(ship complete whenever one node can); lowest cost (the sum over shipments of
-cost_per_order + cost_per_km x great-circle distance to the address); then
-the smallest sorted tuple of node ids. Constraints: the node is active,
-offers the delivery method, has ATP, has capacity left today, is not
-excluded; pickup and curbside only from the pickup node; same day only
-within the radius.
+Public API::
 
-Node sets of 1, 2 and 3 nodes are searched exhaustively over the nodes that
-hold any of the order's SKUs (bounded by ``MAX_EXHAUSTIVE``); beyond that a
-greedy choice (most units added, then lower cost, then node_id) finishes,
-which is not guaranteed minimal in shipment count but never breaks a
-constraint or ATP.
+    LineRequest(line_id, sku, qty)
+    SourcingRequest(method, lines, lat=None, lon=None, pickup_node_id=None,
+                    exclude_nodes=frozenset(), same_day_radius_km=50.0)
+    PlannedShipment(node_id, lines, distance_km, cost)  # lines: (line_id, sku, qty)
+    Plan(shipments, unfilled, reasons)
+    source(req, nodes, atp, capacity_left=None) -> Plan
+    eligible_nodes(req, nodes, capacity_left=None) -> list[str]   # sorted
+    haversine_km(lat1, lon1, lat2, lon2) -> float
+
+``atp[(sku, node_id)]`` is ATP already net of reservations and safety stock
+(a missing key, or a negative value, is 0). ``capacity_left[node_id]`` is how
+many more orders the node takes today (None or missing: unlimited); an order
+uses one unit of a node's capacity however many lines it ships from there.
+
+A node is eligible when it is active, offers the method, is not in
+``exclude_nodes`` and has capacity left; for ``pickup``/``curbside`` it must
+be the pickup node; for ``same_day`` it must be within
+``same_day_radius_km`` (great-circle) of the address, so no node is without
+an address. Distance is 0 when the request has no address.
+
+Among eligible nodes the plan, in this order of priority: fills the most
+units (a line may be split across nodes); uses the fewest nodes (ship
+complete whenever one node can); costs least, the sum over used nodes of
+cost_per_order + cost_per_km x distance, compared in millionths so float
+noise cannot decide a tie; has the smallest sorted tuple of node ids. Within
+the chosen nodes each line takes units from the cheapest node first (then
+node_id), and every chosen node ships at least one unit. ``shipments`` are
+sorted by node_id, their lines in request order, one entry per line.
+``unfilled`` lists, per line, what no eligible node can give now, with a
+short reason in ``reasons`` (``no_stock``, ``insufficient_stock``,
+``no_eligible_node``, ``pickup_node_no_stock``, ``pickup_node_not_eligible``,
+``unknown_pickup_node``). Partial and backorder policy is the caller's.
+
+Sets of 1, 2 and 3 nodes are searched exactly. When no 3 nodes can fill
+what is fillable (or there are over ``MAX_TRIPLE_NODES`` candidates for the
+3-node search), a greedy choice finishes: the node adding the most units,
+ties to the lower cost then node_id, then nodes the others can do without
+are dropped, costliest first. That fallback is not guaranteed minimal in
+shipment count or cost; it never uses an ineligible node nor exceeds ATP.
+A line with qty <= 0 asks for nothing.
 """
 from __future__ import annotations
 
 import math
+from bisect import bisect_left
 from dataclasses import dataclass, field
-from itertools import combinations
-from typing import Mapping
+from operator import add, ge
+from typing import Callable, Mapping
 
 from ..streams.events import Node
 
-MAX_EXHAUSTIVE = 40_000  # node-set evaluations before falling back to greedy
+# The 3-node search visits every pair of candidates: past this many the
+# greedy fallback takes over, to bound the time one order can take.
+MAX_TRIPLE_NODES = 120
+PICKUP_METHODS = frozenset({"pickup", "curbside"})
+EARTH_RADIUS_KM = 6371.0088
+_COST_UNITS = 1_000_000  # costs are compared as integer millionths
+_COST_CAP = 1e12  # keeps round() finite for an absurd, inf or NaN cost
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,12 +71,12 @@ class LineRequest:
 
 @dataclass(frozen=True, slots=True)
 class SourcingRequest:
-    method: str
+    method: str  # "ship" | "pickup" | "curbside" | "same_day"
     lines: tuple[LineRequest, ...]
-    lat: float | None = None
+    lat: float | None = None  # the delivery address, needed by ship and same_day
     lon: float | None = None
     pickup_node_id: str | None = None
-    exclude_nodes: frozenset[str] = frozenset()
+    exclude_nodes: frozenset[str] = frozenset()  # nodes that failed this order before
     same_day_radius_km: float = 50.0
 
 
@@ -48,160 +84,276 @@ class SourcingRequest:
 class PlannedShipment:
     node_id: str
     lines: tuple[tuple[str, str, int], ...]  # (line_id, sku, qty)
-    distance_km: float
-    cost: float
+    distance_km: float  # rounded to 3 decimals
+    cost: float  # rounded to 4 decimals
 
 
 @dataclass(frozen=True, slots=True)
 class Plan:
     shipments: tuple[PlannedShipment, ...]
-    unfilled: tuple[tuple[str, str, int], ...]
-    reasons: Mapping[str, str] = field(default_factory=dict)
+    unfilled: tuple[tuple[str, str, int], ...]  # (line_id, sku, qty not fillable now)
+    reasons: Mapping[str, str] = field(default_factory=dict)  # line_id -> reason
 
 
 def haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
-    p1, p2 = math.radians(lat1), math.radians(lat2)
-    dp, dl = p2 - p1, math.radians(lon2 - lon1)
-    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
-    return 2 * 6371.0088 * math.asin(min(1.0, math.sqrt(a)))
+    """Great-circle distance in km."""
+    p2 = math.radians(lat2)
+    return _haversine(lat1, lon1, p2, math.cos(p2), lon2)
 
 
-def _distance(req: SourcingRequest, node: Node) -> float:
+def _haversine(lat1: float, lon1: float, p2: float, cos_p2: float, lon2: float) -> float:
+    # The far end comes pre-converted: one address is measured against many nodes.
+    p1 = math.radians(lat1)
+    a = math.sin((p2 - p1) / 2) ** 2 + math.cos(p1) * cos_p2 * math.sin(math.radians(lon2 - lon1) / 2) ** 2
+    return 2 * EARTH_RADIUS_KM * math.asin(min(1.0, math.sqrt(a)))
+
+
+def _distance_from(req: SourcingRequest) -> Callable[[Node], float | None]:
+    """Distance from a node to the request's address; None without one."""
     if req.lat is None or req.lon is None:
-        return 0.0
-    return haversine_km(node.lat, node.lon, req.lat, req.lon)
+        return lambda node: None
+    p2, lon2 = math.radians(req.lat), req.lon
+    cos_p2 = math.cos(p2)
+    return lambda node: _haversine(node.lat, node.lon, p2, cos_p2, lon2)
+
+
+def _open_to(req: SourcingRequest, node_id: str, node: Node,
+             capacity_left: Mapping[str, int | None]) -> bool:
+    """Every constraint but the same-day radius, which needs a distance."""
+    if not node.active or req.method not in node.services or node_id in req.exclude_nodes:
+        return False
+    if req.method in PICKUP_METHODS and node_id != req.pickup_node_id:
+        return False
+    cap = capacity_left.get(node_id)
+    return cap is None or cap > 0
+
+
+def _in_radius(req: SourcingRequest, dist: float | None) -> bool:
+    if req.method != "same_day":
+        return True
+    return dist is not None and dist <= req.same_day_radius_km
 
 
 def eligible_nodes(req: SourcingRequest, nodes: Mapping[str, Node],
                    capacity_left: Mapping[str, int | None] | None = None) -> list[str]:
+    """Ids of the nodes that may ship this request, whatever their stock; sorted."""
     capacity_left = capacity_left or {}
-    out = []
-    for node_id in sorted(nodes):
-        n = nodes[node_id]
-        if not n.active or req.method not in n.services or node_id in req.exclude_nodes:
-            continue
-        if req.method in ("pickup", "curbside") and node_id != req.pickup_node_id:
-            continue
-        if req.method == "same_day" and _distance(req, n) > req.same_day_radius_km:
-            continue
-        cap = capacity_left.get(node_id)
-        if cap is not None and cap <= 0:
-            continue
-        out.append(node_id)
-    return out
-
-
-def _fill(req: SourcingRequest, node_set: tuple[str, ...], atp: Mapping[tuple[str, str], int],
-          order: list[str]) -> tuple[int, dict[str, list[tuple[str, str, int]]]]:
-    """Units a node set fills, giving each line's units to ``order``'s nodes first."""
-    left = {}
-    filled = 0
-    by_node: dict[str, list[tuple[str, str, int]]] = {}
-    for line in req.lines:
-        need = line.qty
-        for node_id in order:
-            if node_id not in node_set or need == 0:
-                continue
-            key = (line.sku, node_id)
-            free = left.get(key, atp.get(key, 0))
-            take = min(need, max(0, free))
-            if take:
-                left[key] = free - take
-                need -= take
-                filled += take
-                by_node.setdefault(node_id, []).append((line.line_id, line.sku, take))
-    return filled, by_node
+    distance = _distance_from(req)
+    return [
+        node_id for node_id in sorted(nodes)
+        if _open_to(req, node_id, nodes[node_id], capacity_left)
+        and _in_radius(req, distance(nodes[node_id]))
+    ]
 
 
 def source(req: SourcingRequest, nodes: Mapping[str, Node], atp: Mapping[tuple[str, str], int],
            capacity_left: Mapping[str, int | None] | None = None) -> Plan:
-    eligible = eligible_nodes(req, nodes, capacity_left)
-    skus = {ln.sku for ln in req.lines}
-    # Only nodes holding something of this order can help.
-    useful = [n for n in eligible if any(atp.get((s, n), 0) > 0 for s in skus)]
-    cost = {n: nodes[n].cost_per_order + nodes[n].cost_per_km * _distance(req, nodes[n]) for n in useful}
-    # cheapest first, then node_id: the order units are given out in
-    by_cost = sorted(useful, key=lambda n: (cost[n], n))
-    best_total, _ = _fill(req, tuple(useful), atp, by_cost)
-
-    # Units a node set can fill depend only on the SKU totals, so node sets
-    # are scored on small per-node vectors; _fill runs once, for the winner.
+    """The best plan for ``req`` (see the module docstring)."""
+    capacity_left = capacity_left or {}
     need: dict[str, int] = {}
     for ln in req.lines:
-        need[ln.sku] = need.get(ln.sku, 0) + ln.qty
-    sku_list = sorted(need)
-    vec = {n: tuple(atp.get((s, n), 0) for s in sku_list) for n in useful}
-    want = tuple(need[s] for s in sku_list)
+        if ln.qty > 0:
+            need[ln.sku] = need.get(ln.sku, 0) + ln.qty
+    skus = sorted(need)
+    needs = tuple(need[s] for s in skus)
+    distance = _distance_from(req)
+    same_day = req.method == "same_day"
 
-    def fill_of(combo: tuple[str, ...]) -> int:
-        return sum(min(w, sum(vec[n][i] for n in combo)) for i, w in enumerate(want))
+    opened: list[str] = []  # passed every test but stock and radius
+    stocked = []  # (node_id, node, ATP per SKU, distance or None)
+    held = [0] * len(skus)
+    for node_id, node in nodes.items():
+        if not _open_to(req, node_id, node, capacity_left):
+            continue
+        opened.append(node_id)
+        units = [atp.get((s, node_id), 0) for s in skus]
+        if not skus or max(units) <= 0:
+            continue  # holds nothing of this order: it cannot help
+        if min(units) < 0:
+            units = [max(0, q) for q in units]
+        dist = None
+        if same_day:  # only nodes with stock pay for a haversine here
+            dist = distance(node)
+            if not _in_radius(req, dist):
+                continue
+        held = list(map(add, held, units))
+        stocked.append((node_id, node, units, dist))
+    target = tuple(map(min, held, needs))  # fillable now, per SKU
 
-    chosen: tuple[str, ...] = ()
-    if best_total:
-        evaluations = 0
-        for k in (1, 2, 3):
-            if k > len(useful):
-                break
-            best = None
-            for combo in combinations(useful, k):
-                evaluations += 1
-                if evaluations > MAX_EXHAUSTIVE:
-                    break
-                if fill_of(combo) == best_total:
-                    key = (round(sum(cost[n] for n in combo), 9), tuple(sorted(combo)))
-                    if best is None or key < best:
-                        best = key
-            if best is not None:
-                chosen = best[1]
-                break
-            if evaluations > MAX_EXHAUSTIVE:
-                break
-        if not chosen:
-            chosen = _greedy(req, useful, atp, by_cost, cost, best_total)
+    # Ship complete whenever one node can: then only those nodes need a cost,
+    # and a distance, which is the common case and the cheap one.
+    complete = [c for c in stocked if all(map(ge, c[2], target))]
+    ranked = []  # (cost in millionths, node_id, distance, cost, units): rank order
+    for node_id, node, units, dist in complete or stocked:
+        if dist is None:
+            dist = distance(node) or 0.0
+        cost = node.cost_per_order + node.cost_per_km * dist
+        cost = cost if cost < _COST_CAP else _COST_CAP
+        # Units capped at the target: a node set fills all that is fillable
+        # exactly when its vectors sum to the target.
+        ranked.append((round(cost * _COST_UNITS), node_id, dist, cost, tuple(map(min, units, target))))
+    ranked.sort()  # node_ids are unique: the sort never looks past them
+    if not any(target):
+        chosen = []
+    elif complete:
+        chosen = [0]
+    else:
+        chosen = _choose([c[4] for c in ranked], [c[0] for c in ranked], [c[1] for c in ranked], target)
 
-    _, by_node = _fill(req, chosen, atp, by_cost)
-    shipments = tuple(
-        PlannedShipment(n, tuple(by_node[n]), round(_distance(req, nodes[n]), 3), round(cost[n], 4))
-        for n in sorted(by_node)
-    )
+    left: dict[tuple[str, str], int] = {}
+    by_node: dict[str, list[tuple[str, str, int]]] = {}
     got: dict[str, int] = {}
-    for sh in shipments:
-        for line_id, _, q in sh.lines:
-            got[line_id] = got.get(line_id, 0) + q
-    unfilled = tuple((ln.line_id, ln.sku, ln.qty - got.get(ln.line_id, 0)) for ln in req.lines if got.get(ln.line_id, 0) < ln.qty)
-    reasons = {lid: _reason(req, nodes, eligible, atp, sku) for lid, sku, _ in unfilled}
+    for ln in req.lines:
+        want = ln.qty
+        for r in chosen:  # ascending ranks: cheapest node first
+            if want <= 0:
+                break
+            key = (ln.sku, ranked[r][1])
+            free = left.get(key, max(0, atp.get(key, 0)))
+            take = min(want, free)
+            if take:
+                left[key] = free - take
+                want -= take
+                by_node.setdefault(key[1], []).append((ln.line_id, ln.sku, take))
+                got[ln.line_id] = got.get(ln.line_id, 0) + take
+    shipments = tuple(
+        PlannedShipment(node_id, tuple(by_node[node_id]), round(dist, 3), round(cost, 4))
+        for _, node_id, dist, cost, _ in sorted((ranked[r] for r in chosen), key=lambda c: c[1])
+        if node_id in by_node
+    )
+    unfilled = tuple(
+        (ln.line_id, ln.sku, ln.qty - got.get(ln.line_id, 0))
+        for ln in req.lines if got.get(ln.line_id, 0) < ln.qty
+    )
+    reasons: dict[str, str] = {}
+    if unfilled:
+        has_stock = {s for s, t in zip(skus, target) if t}
+        any_eligible = bool(stocked) or (
+            any(_in_radius(req, distance(nodes[n])) for n in opened) if same_day else bool(opened)
+        )
+        for line_id, sku, _ in unfilled:
+            reasons[line_id] = _reason(req, nodes, opened, any_eligible, sku in has_stock)
     return Plan(shipments, unfilled, reasons)
 
 
-def _greedy(req, useful, atp, by_cost, cost, target) -> tuple[str, ...]:
-    chosen: list[str] = []
-    have = 0
-    while have < target:
-        best = None
-        for n in useful:
-            if n in chosen:
-                continue
-            filled, _ = _fill(req, tuple(chosen + [n]), atp, by_cost)
-            score = (-(filled - have), cost[n], n)
-            if filled > have and (best is None or score < best[0]):
-                best = (score, n, filled)
-        if best is None:
+def _choose(vecs: list[tuple[int, ...]], costs: list[int], ids: list[str],
+            target: tuple[int, ...]) -> list[int]:
+    """Ranks of the node set to use when no single node fills ``target``.
+
+    Ranks follow (cost, node_id) order; ``vecs`` are units per SKU capped at
+    ``target``, so a set fills all that is fillable when they sum to it.
+    """
+    n = len(vecs)
+    # Per SKU, the distinct unit counts ascending and, for each, the bitmask
+    # of ranks holding at least that many: "who covers x" is one bisect.
+    levels = []
+    for j in range(len(target)):
+        vals: list[int] = []
+        masks: list[int] = []
+        m = 0
+        for r in sorted(range(n), key=lambda r: -vecs[r][j]):
+            m |= 1 << r
+            if vals and vals[-1] == vecs[r][j]:
+                masks[-1] = m
+            else:
+                vals.append(vecs[r][j])
+                masks.append(m)
+        levels.append((vals[::-1], masks[::-1]))
+    everyone = (1 << n) - 1
+
+    def covering(residual: tuple[int, ...]) -> int:
+        """Bitmask of the ranks that alone hold ``residual``."""
+        m = everyone
+        for (vals, masks), x in zip(levels, residual):
+            if x > 0:
+                p = bisect_left(vals, x)
+                m &= masks[p] if p < len(vals) else 0
+                if not m:
+                    break
+        return m
+
+    def minus(res: tuple[int, ...], v: tuple[int, ...]) -> tuple[int, ...]:
+        return tuple(a - b for a, b in zip(res, v))
+
+    best: tuple | None = None  # (cost, sorted node ids, ranks)
+
+    def consider(ranks: tuple[int, ...]) -> None:
+        nonlocal best
+        key = (sum(costs[r] for r in ranks), tuple(sorted(ids[r] for r in ranks)))
+        if best is None or key < best[:2]:
+            best = (*key, ranks)
+
+    # A node that k lower-ranked nodes each match or beat on every SKU is in
+    # no best k-set: one of them is outside the set, and swapping it in fills
+    # as much for no more cost and a smaller id tuple. Skipping such nodes
+    # shrinks the searches below.
+    beaten = [(covering(vecs[r]) & ((1 << r) - 1)).bit_count() for r in range(n)]
+
+    # Pairs (a, b), a ranked before b. Ranks ascend in cost, so a's cheapest
+    # partner is its lowest set bit, and once a plus the next node costs more
+    # than the best pair found, no later pair can win.
+    alive = [r for r in range(n) if beaten[r] < 2]
+    alive_mask = sum(1 << r for r in alive)
+    for i, a in enumerate(alive[:-1]):
+        if best and costs[a] + costs[alive[i + 1]] > best[0]:
             break
-        chosen.append(best[1])
-        have = best[2]
-    return tuple(sorted(chosen))
+        partners = covering(minus(target, vecs[a])) & alive_mask & ~((2 << a) - 1)
+        if partners:
+            consider((a, (partners & -partners).bit_length() - 1))
+    if best:
+        return list(best[2])
+
+    alive = [r for r in range(n) if beaten[r] < 3]
+    if len(alive) <= MAX_TRIPLE_NODES:
+        alive_mask = sum(1 << r for r in alive)
+        for i, a in enumerate(alive[:-2]):
+            if best and costs[a] + costs[alive[i + 1]] + costs[alive[i + 2]] > best[0]:
+                break
+            res_a = minus(target, vecs[a])
+            for k in range(i + 1, len(alive) - 1):
+                b = alive[k]
+                if best and costs[a] + costs[b] + costs[alive[k + 1]] > best[0]:
+                    break
+                partners = covering(minus(res_a, vecs[b])) & alive_mask & ~((2 << b) - 1)
+                if partners:
+                    consider((a, b, (partners & -partners).bit_length() - 1))
+        if best:
+            return list(best[2])
+    return _greedy(vecs, target)
 
 
-def _reason(req: SourcingRequest, nodes: Mapping[str, Node], eligible: list[str],
-            atp: Mapping[tuple[str, str], int], sku: str) -> str:
-    if req.method in ("pickup", "curbside"):
+def _greedy(vecs: list[tuple[int, ...]], target: tuple[int, ...]) -> list[int]:
+    """Most units added first (ties to the lower rank), then drop, costliest
+    first, each node the others can do without. Not guaranteed minimal."""
+    chosen: list[int] = []
+    have = [0] * len(target)
+    goal = list(target)
+    while have != goal:
+        pick, gain = -1, 0
+        for r, v in enumerate(vecs):
+            if r not in chosen:
+                g = sum(map(min, goal, map(add, have, v))) - sum(have)
+                if g > gain:
+                    pick, gain = r, g
+        if pick < 0:
+            break
+        chosen.append(pick)
+        have = list(map(min, goal, map(add, have, vecs[pick])))
+    for r in sorted(chosen, reverse=True):
+        others = [x for x in chosen if x != r]
+        if all(sum(vecs[x][j] for x in others) >= t for j, t in enumerate(target)):
+            chosen = others
+    return sorted(chosen)
+
+
+def _reason(req: SourcingRequest, nodes: Mapping[str, Node], opened: list[str],
+            any_eligible: bool, has_stock: bool) -> str:
+    if req.method in PICKUP_METHODS:
         if req.pickup_node_id not in nodes:
             return "unknown_pickup_node"
-        if req.pickup_node_id not in eligible:
+        if req.pickup_node_id not in opened:
             return "pickup_node_not_eligible"
         return "pickup_node_no_stock"
-    if not eligible:
+    if not any_eligible:
         return "no_eligible_node"
-    if not any(atp.get((sku, n), 0) > 0 for n in eligible):
-        return "no_stock"
-    return "insufficient_stock"
+    return "insufficient_stock" if has_stock else "no_stock"
