@@ -23,6 +23,7 @@ def kafka_client_kwargs(settings: Settings) -> dict[str, Any]:
 
 
 def _faust_credentials(settings: Settings) -> Any:
+    ctx = settings.kafka_ssl_context()
     if settings.kafka_sasl_mechanism:
         return faust.SASLCredentials(
             username=settings.kafka_sasl_username,
@@ -30,7 +31,10 @@ def _faust_credentials(settings: Settings) -> Any:
             if settings.kafka_sasl_password
             else None,
             mechanism=settings.kafka_sasl_mechanism,
+            ssl_context=ctx,
         )
+    if ctx is not None:
+        return faust.SSLCredentials(ctx)
     return None
 
 
@@ -88,7 +92,7 @@ def create_app(settings: Settings) -> Runtime:
 def _build(settings: Settings) -> Runtime:
     from .agents import inventory, nodes, orders
     from .agents.emit import Emitter
-    from .connectors import http_api
+    from .connectors import dashboard, http_api, shopify
 
     app = faust.App(
         settings.app_id,
@@ -114,7 +118,7 @@ def _build(settings: Settings) -> Runtime:
         producer_acks=-1,
         autodiscover=False,
         web_enabled=True,
-        stream_wait_empty=False,
+        stream_wait_empty=True,
     )
     topics = Topics(settings.topic_prefix)
     faust_topics = {
@@ -167,6 +171,8 @@ def _build(settings: Settings) -> Runtime:
     inventory.register(rt)
     orders.register(rt)
     http_api.register(rt)
+    shopify.register(rt)
+    dashboard.register(rt)
 
     @app.task
     async def follow_nodes() -> None:

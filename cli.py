@@ -95,6 +95,36 @@ def cmd_bench(args) -> int:
     return bench.main(args)
 
 
+def cmd_simulate(args) -> int:
+    from .connectors import simulate
+
+    return simulate.main(args)
+
+
+def cmd_import_stock(args) -> int:
+    from .connectors import csv_import
+
+    return csv_import.main_stock(args)
+
+
+def cmd_import_nodes(args) -> int:
+    from .connectors import csv_import
+
+    return csv_import.main_nodes(args)
+
+
+def cmd_tail(args) -> int:
+    from .connectors import tail
+
+    return tail.main(args)
+
+
+def cmd_schema(args) -> int:
+    from .streams import schema
+
+    return schema.main(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="stockflow", description="Stream-processing order management on Kafka")
     sub = p.add_subparsers(dest="command", required=True)
@@ -127,6 +157,40 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--nodes", type=int, default=50)
     b.add_argument("--seed", type=int, default=11)
     b.set_defaults(func=cmd_bench)
+
+    s = sub.add_parser("simulate", help="publish a seeded retail day to any Kafka (the demo's traffic generator)")
+    s.add_argument("--duration", type=float, default=60.0, help="seconds of traffic")
+    s.add_argument("--rate", type=float, default=250.0, help="events per second offered")
+    s.add_argument("--seed", type=int, default=7)
+    s.add_argument("--skus", type=int, default=2000)
+    s.add_argument("--no-setup", action="store_true", help="skip publishing the network and the stock snapshot")
+    s.add_argument("--channels", default=None, help="channel shares, e.g. web=5,app=3,store=1")
+    s.add_argument("--methods", default=None, help="delivery method shares, e.g. ship=6,pickup=2,same_day=2")
+    s.add_argument("--short-rate", type=float, default=None, help="share of shipments reported short")
+    s.add_argument("--cancel-rate", type=float, default=None, help="share of orders cancelled")
+    s.add_argument("--return-rate", type=float, default=None, help="share of delivered orders returned")
+    s.set_defaults(func=cmd_simulate)
+
+    i = sub.add_parser("import-stock", help="a full inventory snapshot (CSV sku,node_id,on_hand) as count events")
+    i.add_argument("file")
+    i.set_defaults(func=cmd_import_stock)
+
+    n = sub.add_parser("import-nodes", help="the node network from a CSV file")
+    n.add_argument("file")
+    n.set_defaults(func=cmd_import_nodes)
+
+    t = sub.add_parser("tail", help="pretty-print a topic (contract name like allocations, or a full topic name)")
+    t.add_argument("topic")
+    t.add_argument("--from-beginning", action="store_true")
+    t.add_argument("--max", type=int, default=None, help="stop after this many records")
+    t.add_argument("--timeout", type=float, default=None, help="stop after this many idle seconds")
+    t.add_argument("--raw", action="store_true", help="one JSON object a line, no colours")
+    t.set_defaults(func=cmd_tail)
+
+    sc = sub.add_parser("schema", help="write the AsyncAPI document and JSON Schemas of every event")
+    sc.add_argument("--out", default=None, help="folder (default: docs/schema in the source tree)")
+    sc.add_argument("--check", action="store_true", help="exit 1 when the files differ from the models")
+    sc.set_defaults(func=cmd_schema)
     return p
 
 

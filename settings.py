@@ -1,7 +1,9 @@
 """Runtime settings, from the environment (prefix ``STOCKFLOW_``) and flags."""
 from __future__ import annotations
 
+import ssl
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -30,10 +32,23 @@ class Settings(BaseSettings):
     session_timeout_s: float = Field(10.0, ge=6, le=300)
     log_level: str = "warning"
     # Kafka security pass-through; never printed (SecretStr).
-    kafka_security_protocol: str = "PLAINTEXT"
-    kafka_sasl_mechanism: str | None = None
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
     kafka_sasl_username: str | None = None
     kafka_sasl_password: SecretStr | None = None
+    # TLS: the CA that signed the brokers' certificates (system CAs when
+    # unset), and a client certificate for clusters that require mutual TLS.
+    kafka_ssl_cafile: Path | None = None
+    kafka_ssl_certfile: Path | None = None
+    kafka_ssl_keyfile: Path | None = None
+    kafka_ssl_key_password: SecretStr | None = None
+    # POST /orders: with either set, a request needs a valid bearer token or
+    # an X-Stockflow-Signature HMAC of its body (401 otherwise).
+    intake_token: SecretStr | None = None
+    intake_hmac_secret: SecretStr | None = None
+    # Shopify signs each webhook with the app's shared secret; without one the
+    # webhook route answers 503 rather than accept unsigned orders.
+    shopify_webhook_secret: SecretStr | None = None
 
     @field_validator("kafka_bootstrap")
     @classmethod
@@ -48,15 +63,38 @@ class Settings(BaseSettings):
     def canonical_url(self) -> str:
         return f"http://{self.web_host}:{self.web_port}"
 
+    @property
+    def kafka_uses_tls(self) -> bool:
+        return self.kafka_security_protocol in ("SSL", "SASL_SSL")
+
+    def kafka_ssl_context(self) -> ssl.SSLContext | None:
+        """One TLS context for every client (kafka-python, aiokafka, Faust)."""
+        if not self.kafka_uses_tls:
+            return None
+        ctx = ssl.create_default_context(cafile=str(self.kafka_ssl_cafile) if self.kafka_ssl_cafile else None)
+        if self.kafka_ssl_certfile:
+            ctx.load_cert_chain(
+                str(self.kafka_ssl_certfile),
+                str(self.kafka_ssl_keyfile) if self.kafka_ssl_keyfile else None,
+                self.kafka_ssl_key_password.get_secret_value() if self.kafka_ssl_key_password else None,
+            )
+        return ctx
+
     def kafka_security(self) -> dict:
         """Security settings for kafka-python and aiokafka clients (same names)."""
         kw: dict = {"security_protocol": self.kafka_security_protocol}
+        if self.kafka_uses_tls:
+            kw["ssl_context"] = self.kafka_ssl_context()
         if self.kafka_sasl_mechanism:
             kw["sasl_mechanism"] = self.kafka_sasl_mechanism
             kw["sasl_plain_username"] = self.kafka_sasl_username
             if self.kafka_sasl_password is not None:
                 kw["sasl_plain_password"] = self.kafka_sasl_password.get_secret_value()
         return kw
+
+    @staticmethod
+    def secret(value: SecretStr | None) -> str | None:
+        return value.get_secret_value() if value is not None else None
 
     def worker_dir(self) -> Path:
         return self.data_dir / f"worker-{self.web_port}"

@@ -15,6 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import ValidationError
 
 from .. import metrics
+from .auth import refusal
 from ..domain.atp import atp, expected_supply, network_atp
 from ..domain.orders import status_document
 from ..streams.codec import encode, encode_key, field_errors
@@ -115,7 +116,14 @@ def register(rt: "Runtime") -> None:
     class OrderIntake(View):
         async def post(self, request: Request) -> Response:
             raw = await request.read()
-            cmd, status, body = parse_order(raw, rt.settings.max_payload_bytes)
+            settings = rt.settings
+            why = refusal(request.headers, raw, settings.secret(settings.intake_token),
+                          settings.secret(settings.intake_hmac_secret))
+            if why is not None:
+                metrics.HTTP_REJECTED.labels("/orders", "401").inc()
+                return self.json({"error": "unauthorized", "detail": why}, status=401,
+                                 headers={"WWW-Authenticate": 'Bearer realm="stockflow"'})
+            cmd, status, body = parse_order(raw, settings.max_payload_bytes)
             if cmd is None:
                 metrics.HTTP_REJECTED.labels("/orders", str(status)).inc()
                 return self.json(body, status=status)
