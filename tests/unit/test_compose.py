@@ -439,3 +439,160 @@ def test_dockerignore_keeps_the_package_and_drops_the_rest():
         assert ignored(path), f"{path} would be sent to the build context"
     for path in ("pyproject.toml", "README.md", "cli.py", "settings.py", "connectors/http_api.py", "kafka_local/pom.xml"):
         assert not ignored(path), f"{path} is needed by `pip install .` but ignored"
+
+
+# ----------------------------------------------------------------- grafana
+
+GRAFANA = ROOT / "deploy" / "grafana"
+GRAFANA_DATASOURCES = GRAFANA / "provisioning" / "datasources" / "prometheus.yml"
+GRAFANA_PROVIDERS = GRAFANA / "provisioning" / "dashboards" / "stockflow.yml"
+GRAFANA_DASHBOARD = GRAFANA / "dashboards" / "stockflow.json"
+PROMETHEUS_PORT = 9090  # prom/prometheus listens here unless --web.listen-address says otherwise
+METRIC_RE = re.compile(r"stockflow_[a-z_]+")
+# The series prometheus-client exposes for each metric type (the family name
+# is what metrics.py declares, without _total for counters).
+SERIES_SUFFIXES = {
+    "counter": ("_total", "_created"),
+    "gauge": ("",),
+    "histogram": ("_bucket", "_count", "_sum", "_created"),
+    "summary": ("", "_count", "_sum", "_created"),
+}
+
+
+def _grafana() -> tuple[str, dict]:
+    found = [(n, s) for n, s in _services().items() if str(s.get("image", "")).startswith("grafana/grafana:")]
+    assert len(found) == 1, f"expected one grafana/grafana service, found {[n for n, _ in found]}"
+    return found[0]
+
+
+def _prometheus_service() -> tuple[str, dict]:
+    found = [(n, s) for n, s in _services().items() if str(s.get("image", "")).startswith("prom/prometheus:")]
+    assert len(found) == 1, "expected one prom/prometheus service"
+    return found[0]
+
+
+def _mount_target_of(service: dict, path: Path) -> str | None:
+    for target, source in _volume_mounts(service).items():
+        if source.startswith((".", "/")) and (ROOT / source).resolve() == path.resolve():
+            return target
+    return None
+
+
+def _dashboard() -> dict:
+    return json.loads(GRAFANA_DASHBOARD.read_text())
+
+
+def _panels(dashboard: dict) -> list[dict]:
+    """Every panel, rows' nested panels included."""
+    out = []
+    for p in dashboard.get("panels", []):
+        out.append(p)
+        out.extend(p.get("panels", []))
+    return out
+
+
+def _exprs(dashboard: dict) -> list[str]:
+    exprs = [t["expr"] for p in _panels(dashboard) for t in p.get("targets", []) if t.get("expr")]
+    for var in dashboard.get("templating", {}).get("list", []):
+        q = var.get("query")
+        exprs.append(q.get("query", "") if isinstance(q, dict) else str(q or ""))
+    return exprs
+
+
+def _exported_series() -> dict[str, str]:
+    """series name -> family name, for every metric in metrics.py."""
+    from stockflow import metrics
+
+    out = {}
+    for fam in metrics.REGISTRY.collect():
+        for suffix in SERIES_SUFFIXES[fam.type]:
+            out[fam.name + suffix] = fam.name
+    return out
+
+
+def test_grafana_service_is_provisioned():
+    name, svc = _grafana()
+    tag = svc["image"].split(":", 1)[1]
+    assert re.fullmatch(r"\d+\.\d+\.\d+", tag), f"pin a grafana release, not {tag!r}"
+    assert 3000 in _container_ports(svc), "grafana serves on 3000"
+    env = _env(svc)
+    assert env.get("GF_AUTH_ANONYMOUS_ENABLED") == "true"
+    assert env.get("GF_AUTH_ANONYMOUS_ORG_ROLE") == "Viewer", "anonymous visitors must not edit"
+    assert _mount_target_of(svc, GRAFANA / "provisioning") == "/etc/grafana/provisioning"
+    assert GRAFANA_DATASOURCES.is_file() and GRAFANA_PROVIDERS.is_file()
+    prom_name, _ = _prometheus_service()
+    deps = svc.get("depends_on") or []
+    assert prom_name in deps, f"{name} should start after {prom_name}"
+    home = env.get("GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH")
+    if home:
+        target = _mount_target_of(svc, GRAFANA / "dashboards")
+        assert target and home.startswith(target + "/"), f"home dashboard {home} is not in a mounted folder"
+        assert (GRAFANA / "dashboards" / home[len(target) + 1:]).is_file(), home
+
+
+def test_grafana_datasource_is_the_compose_prometheus():
+    from urllib.parse import urlsplit
+
+    doc = yaml.safe_load(GRAFANA_DATASOURCES.read_text())
+    sources = [d for d in doc["datasources"] if d["type"] == "prometheus"]
+    assert len(sources) == 1, sources
+    ds = sources[0]
+    url = urlsplit(ds["url"])
+    prom_name, prom = _prometheus_service()
+    assert url.hostname in {prom_name, prom.get("hostname"), prom.get("container_name")} - {None}, ds["url"]
+    assert url.port == PROMETHEUS_PORT and PROMETHEUS_PORT in _container_ports(prom), ds["url"]
+    assert ds.get("access", "proxy") == "proxy", "the browser cannot resolve compose service names"
+    assert ds.get("uid"), "the dashboard refers to the datasource by uid"
+
+
+def test_grafana_loads_the_dashboard_folder_it_mounts():
+    _, svc = _grafana()
+    doc = yaml.safe_load(GRAFANA_PROVIDERS.read_text())
+    paths = [p["options"]["path"] for p in doc["providers"] if p.get("type", "file") == "file"]
+    target = _mount_target_of(svc, GRAFANA / "dashboards")
+    assert target, f"deploy/grafana/dashboards is not mounted: {_volume_mounts(svc)}"
+    assert paths == [target], f"providers read {paths}, the folder is mounted at {target}"
+    assert GRAFANA_DASHBOARD.is_file()
+
+
+def test_grafana_dashboard_panels_use_the_provisioned_datasource():
+    uid = yaml.safe_load(GRAFANA_DATASOURCES.read_text())["datasources"][0]["uid"]
+    dash = _dashboard()
+    assert dash.get("uid") and dash.get("title")
+    panels = [p for p in _panels(dash) if p.get("type") != "row"]
+    assert len(panels) >= 10, f"only {len(panels)} panels"
+    ids = [p["id"] for p in _panels(dash)]
+    assert len(ids) == len(set(ids)), "panel ids must be unique"
+    for p in panels:
+        assert p.get("targets"), f"panel {p['title']!r} has no query"
+        for ds in [p.get("datasource")] + [t.get("datasource") for t in p["targets"]]:
+            assert isinstance(ds, dict) and ds.get("uid") == uid, f"panel {p['title']!r} uses datasource {ds}"
+        for t in p["targets"]:
+            assert t.get("expr", "").strip(), f"panel {p['title']!r} has an empty query"
+            assert t["expr"].count("(") == t["expr"].count(")"), f"unbalanced PromQL: {t['expr']}"
+
+
+def test_grafana_dashboard_queries_only_metrics_that_exist():
+    exported = _exported_series()
+    used = {name for expr in _exprs(_dashboard()) for name in METRIC_RE.findall(expr)}
+    unknown = sorted(used - set(exported))
+    assert not unknown, (
+        f"the dashboard queries series metrics.py does not export: {unknown} "
+        f"(exported: {sorted(exported)})"
+    )
+    families = {exported[name] for name in used}
+    required = {
+        "stockflow_events_processed", "stockflow_allocations", "stockflow_split_shipments", "stockflow_backorders",
+        "stockflow_dead_letters", "stockflow_oversell_violations", "stockflow_processing_latency_seconds",
+        "stockflow_consumer_lag", "stockflow_table_keys", "stockflow_ready",
+    }
+    assert required <= families, f"no panel for {sorted(required - families)}"
+
+
+def test_the_series_name_check_catches_wrong_suffixes():
+    """The metric check above is only useful if it refuses near misses."""
+    exported = _exported_series()
+    assert "stockflow_allocations_total" in exported and "stockflow_processing_latency_seconds_bucket" in exported
+    for wrong in ("stockflow_allocations", "stockflow_ready_total", "stockflow_processing_latency_seconds",
+                  "stockflow_consumer_lag_total", "stockflow_events_processed_bucket"):
+        assert wrong not in exported, wrong
