@@ -10,6 +10,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
 import orjson
+from aiohttp.web import RequestPayloadError
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import ValidationError
@@ -68,8 +69,18 @@ def parse_order(raw: bytes, max_bytes: int) -> tuple[OrderCommand | None, int, d
     body.setdefault("event_id", str(uuid.uuid4()))
     body.setdefault("occurred_at", datetime.now(timezone.utc).isoformat())
     try:
-        cmd = OrderCommand.model_validate_json(orjson.dumps(body), strict=True)
+        filled = orjson.dumps(body)
+    except orjson.JSONEncodeError:
+        # orjson reads 1024 levels of nesting but writes only 254: a body in
+        # between parses, then fails here (it was a 500).
+        return None, 422, {"error": "not_json", "detail": "the body is nested too deeply"}
+    try:
+        cmd = OrderCommand.model_validate_json(filled, strict=True)
     except ValidationError as exc:
+        # pydantic's parser nests less deeply than orjson's: same answer as
+        # the dead-letter side gives (not_json), not a field error.
+        if any(e["type"] == "json_invalid" for e in exc.errors(include_url=False, include_input=False)):
+            return None, 422, {"error": "not_json", "detail": "the body is nested too deeply"}
         return None, 422, {"error": "invalid_fields", "fields": field_errors(exc)}
     return cmd, 202, {"event_id": cmd.event_id, "order_id": cmd.order_id, "type": cmd.type}
 
@@ -115,7 +126,13 @@ def register(rt: "Runtime") -> None:
     @app.page("/orders")
     class OrderIntake(View):
         async def post(self, request: Request) -> Response:
-            raw = await request.read()
+            try:
+                raw = await request.read()
+            except RequestPayloadError as exc:
+                # aiohttp raises while reading a body it cannot decode (a
+                # Content-Encoding: gzip that is not gzip); uncaught, a 500.
+                metrics.HTTP_REJECTED.labels("/orders", "400").inc()
+                return self.json({"error": "bad_body", "detail": str(exc)[:200]}, status=400)
             settings = rt.settings
             why = refusal(request.headers, raw, settings.secret(settings.intake_token),
                           settings.secret(settings.intake_hmac_secret))

@@ -38,7 +38,7 @@ def decode_key(raw: bytes | str | None) -> str | None:
 
 
 def decode(raw: bytes | None, model: type[M], max_bytes: int) -> M:
-    if raw is None:
+    if not raw:  # null and zero-length values alike: nothing to parse
         raise DecodeError("empty", "record has no value")
     if len(raw) > max_bytes:
         raise DecodeError("too_large", f"{len(raw)} bytes > limit {max_bytes}")

@@ -14,7 +14,15 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_vali
 
 # Identifiers are short printable strings; a bound keeps hostile input cheap.
 Id = Annotated[str, StringConstraints(min_length=1, max_length=200, strip_whitespace=False)]
-PositiveQty = Annotated[int, Field(gt=0, le=1_000_000_000)]
+# Quantities and amounts are bounded so that everything derived from them
+# (ATP sums over nodes, refund = unit_price x qty, costs) stays a finite
+# number a 64-bit consumer can read: pydantic accepts arbitrarily large JSON
+# integers, which orjson (our HTTP encoder) cannot write and a Java long
+# cannot hold, and ``1e999`` parses as an infinite float. The bounds also
+# reject inf and NaN. No store, DC or order holds a billion units.
+MAX_QTY = 1_000_000_000
+MAX_AMOUNT = 1e9  # prices and costs, in the channel's currency
+PositiveQty = Annotated[int, Field(gt=0, le=MAX_QTY)]
 
 
 class Event(BaseModel):
@@ -37,10 +45,10 @@ class Node(Event):
     lat: float = Field(ge=-90, le=90)
     lon: float = Field(ge=-180, le=180)
     services: tuple[Service, ...] = ()
-    daily_capacity: int | None = Field(default=None, ge=0)
-    safety_stock: int = Field(default=0, ge=0)
-    cost_per_order: float = Field(default=0.0, ge=0)
-    cost_per_km: float = Field(default=0.0, ge=0)
+    daily_capacity: int | None = Field(default=None, ge=0, le=MAX_QTY)
+    safety_stock: int = Field(default=0, ge=0, le=MAX_QTY)
+    cost_per_order: float = Field(default=0.0, ge=0, le=MAX_AMOUNT)
+    cost_per_km: float = Field(default=0.0, ge=0, le=MAX_AMOUNT)
     active: bool = True
 
 
@@ -65,7 +73,7 @@ class InventoryMovement(InputEvent):
     sku: Id
     node_id: Id
     type: MovementType
-    qty: int | None = Field(default=None, ge=-1_000_000_000, le=1_000_000_000)
+    qty: int | None = Field(default=None, ge=-MAX_QTY, le=MAX_QTY)
     supply_id: Id | None = None
     eta: datetime | None = None
     reason: str | None = Field(default=None, max_length=1000)
@@ -105,7 +113,7 @@ class OrderLine(Event):
     line_id: Id
     sku: Id | None = None  # required on create; a return_request names line_id and qty only
     qty: PositiveQty
-    unit_price: float | None = Field(default=None, ge=0)
+    unit_price: float | None = Field(default=None, ge=0, le=MAX_AMOUNT)
 
 
 class Address(Event):
