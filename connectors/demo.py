@@ -2,27 +2,32 @@
 
 Starts the local broker unless ``STOCKFLOW_KAFKA_BOOTSTRAP`` is set, starts
 workers, loads the sample network and catalogue, replays a compressed retail
-day with live progress, and prints a summary. Every run uses a fresh topic
-prefix so runs never mix; Ctrl-C stops everything the demo started.
+day (connectors/simulate.py: the generated input, plus the stores, WMS,
+carriers and customers reacting to stockflow's fulfilment requests) with live
+progress, and prints a summary. Every run uses a fresh topic prefix so runs
+never mix; Ctrl-C stops everything the demo started.
 """
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import time
+from collections import Counter
 from contextlib import ExitStack
 from datetime import datetime
 from pathlib import Path
+from typing import Callable
 
-from kafka import KafkaProducer
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
 from ..errors import StockflowError
+from ..metrics import LATENCY_BUCKETS
 from .local_workers import LocalWorker, free_port, histogram_quantile, http_get, parse_metric
-from .network import sample_network
+from .simulate import Traffic, build
 from .simulator import RetailDay
 from ..streams.topics import Topics
 
@@ -33,24 +38,28 @@ class DemoError(StockflowError):
     pass
 
 
-def _bootstrap(stack: ExitStack, data_dir: Path) -> str:
+def _bootstrap(stack: ExitStack, data_dir: Path) -> tuple[str, dict]:
+    """The bootstrap address and the Kafka security settings of our clients."""
     given = os.environ.get("STOCKFLOW_KAFKA_BOOTSTRAP")
     if given:
+        from ..settings import load
+
         console.print(f"[bold]Kafka[/]: using {given} (STOCKFLOW_KAFKA_BOOTSTRAP)")
-        return given
+        # the workers inherit the environment; our own clients must match it
+        return given, load().kafka_security()
     from ..kafka_local import broker
 
     kafka_dir = data_dir / "kafka"
     running = broker.status(kafka_dir)
     if running:
         console.print(f"[bold]Kafka[/]: already running at {running.bootstrap}")
-        return running.bootstrap
+        return running.bootstrap, {}
     console.print("[bold]Kafka[/]: starting the local Apache Kafka broker (first run downloads the jars from Maven Central)...")
     t0 = time.monotonic()
     info = broker.start(port=free_port(9092), data_dir=kafka_dir)
     stack.callback(broker.stop, kafka_dir)
     console.print(f"[bold]Kafka[/]: {info.bootstrap} ready in {time.monotonic() - t0:.1f}s (log {info.log_path})")
-    return info.bootstrap
+    return info.bootstrap, {}
 
 
 class Progress:
@@ -84,31 +93,72 @@ class Progress:
         return None if q is None else q * 1000
 
 
-def _table(sent: int, started: float, prog: Progress, phase: str) -> Table:
+STATUSES = ("created", "allocated", "partial", "backordered", "released", "shipped", "delivered", "returned",
+            "cancelled", "rejected")
+
+
+def _table(started: float, prog: Progress, traffic: Traffic, phase: str) -> Table:
     elapsed = max(1e-6, time.monotonic() - started)
     processed = prog.processed()
-    t = Table(title=f"stockflow demo: {phase}", show_header=False, min_width=52)
-    t.add_column("what")
-    t.add_column("value", justify="right")
-    t.add_row("events sent", f"{sent:,}")
-    t.add_row("events processed", f"{processed:,}")
-    t.add_row("processed / s", f"{processed / elapsed:,.0f}")
-    t.add_row("availability events", f"{int(prog.m('stockflow_availability_events_total')):,}")
-    t.add_row("orders received", f"{int(prog.m('stockflow_orders_received_total')):,}")
+    flow = Table(title="stream", show_header=False)
+    flow.add_column("what")
+    flow.add_column("value", justify="right")
+    flow.add_row("events sent", f"{traffic.sent:,}")
+    flow.add_row("events processed", f"{processed:,}")
+    flow.add_row("processed / s", f"{processed / elapsed:,.0f}")
+    flow.add_row("availability events", f"{int(prog.m('stockflow_availability_events_total')):,}")
+    flow.add_row("orders received", f"{int(prog.m('stockflow_orders_received_total')):,}")
+    flow.add_row("[bold]decisions[/]", f"{int(prog.m('stockflow_allocations_total')):,}")
     for status in ("allocated", "partial", "backordered", "rejected"):
-        t.add_row(f"  decisions {status}", f"{int(prog.m('stockflow_allocations_total', {'status': status})):,}")
-    t.add_row("split shipments", f"{int(prog.m('stockflow_split_shipments_total')):,}")
-    t.add_row("backordered lines", f"{int(prog.m('stockflow_backorders_total')):,}")
-    t.add_row("dead letters", f"{int(prog.m('stockflow_dead_letters_total')):,}")
-    t.add_row("duplicates skipped", f"{int(prog.m('stockflow_duplicates_skipped_total')):,}")
-    p99 = prog.p99_ms()
-    t.add_row("p99 order->decision", "n/a" if p99 is None else f"<= {p99:,.0f} ms")
-    t.add_row("oversold", f"{int(prog.m('stockflow_oversell_violations_total'))}")
-    return t
+        flow.add_row(f"  {status}", f"{int(prog.m('stockflow_allocations_total', {'status': status})):,}")
+    flow.add_row("split shipments", f"{int(prog.m('stockflow_split_shipments_total')):,}")
+    flow.add_row("backordered lines", f"{int(prog.m('stockflow_backorders_total')):,}")
+    flow.add_row("dead letters", f"{int(prog.m('stockflow_dead_letters_total')):,}")
+    # a cancel crossing a shipment on the wire: expected, counted, not lost
+    flow.add_row("  races", f"{int(prog.m('stockflow_dead_letters_total', {'reason': 'invalid_transition'})):,}")
+    flow.add_row("duplicates skipped", f"{int(prog.m('stockflow_duplicates_skipped_total')):,}")
+    flow.add_row("p99 order->decision", _p99_text(prog.p99_ms()))
+    oversold = int(prog.m("stockflow_oversell_violations_total"))
+    flow.add_row("oversold", f"[bold green]{oversold}[/]" if oversold == 0 else f"[bold red]{oversold}[/]")
+
+    orders = Table(title="orders and fulfilment", show_header=False)
+    orders.add_column("what")
+    orders.add_column("value", justify="right")
+    counts = traffic.status_counts()
+    orders.add_row("[bold]orders by status[/]", f"{sum(counts.values()):,}")
+    for status in STATUSES:
+        orders.add_row(f"  {status}", f"{counts.get(status, 0):,}")
+    f = traffic.figures()
+    orders.add_row("[bold]fulfilment updates[/]", f"{f['fulfilment_updates']:,}")
+    orders.add_row("  shipped / picked up", f"{f['shipped']:,}")
+    orders.add_row("  shorts", f"{f['shorts']:,}")
+    orders.add_row("  rejected by node", f"{f['rejected_by_nodes']:,}")
+    orders.add_row("customer cancels", f"{f['cancels']:,}")
+    orders.add_row("returns asked / in", f"{f['return_requests']:,} / {f['returns_received']:,}")
+
+    grid = Table.grid(padding=(0, 2))
+    grid.title = f"stockflow demo: {phase}"
+    grid.add_row(flow, orders)
+    return grid
+
+
+def _stop_on_sigterm(signum, frame) -> None:
+    # `kill` gets the same clean stop as Ctrl-C; a second SIGTERM kills at once
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    raise KeyboardInterrupt
 
 
 def main(args) -> int:
-    duration = args.duration if args.duration is not None else 60.0
+    previous = signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    try:
+        return _run(args)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _run(args) -> int:
+    # the day is long enough for orders to ship, be delivered and returned
+    duration = args.duration if args.duration is not None else 120.0
     seed = args.seed
     n_workers = max(1, args.workers)
     prefix = f"demo{datetime.now():%Y%m%d%H%M%S}"
@@ -116,7 +166,7 @@ def main(args) -> int:
     run_dir = data_dir / "demo" / prefix
 
     with ExitStack() as stack:
-        bootstrap = _bootstrap(stack, data_dir)
+        bootstrap, security = _bootstrap(stack, data_dir)
         env = {
             "STOCKFLOW_KAFKA_BOOTSTRAP": bootstrap,
             "STOCKFLOW_TOPIC_PREFIX": prefix,
@@ -137,69 +187,37 @@ def main(args) -> int:
             w.wait_ready(180)
         console.print("[bold]Workers[/]: ready at " + ", ".join(w.url for w in workers))
 
-        producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5, batch_size=256 * 1024)
-        stack.callback(producer.close, 5)
-        day = RetailDay(sample_network(), n_skus=args.skus, seed=seed)
-
-        def send(rec) -> None:
-            logical, key, value = rec
-            payload = value if isinstance(value, bytes) else json.dumps(value).encode()
-            producer.send(f"{prefix}.{_suffix(logical)}", key=key.encode() if key else None, value=payload)
+        day, actor = build(None, seed=seed, n_skus=args.skus)
+        traffic = Traffic(bootstrap, prefix, day, actor, security)
+        stack.callback(traffic.close)
 
         topics = Topics(prefix)
-        prog = Progress(workers, [topics.nodes, topics.movements, topics.order_commands])
-        sent = 0
+        prog = Progress(workers, [topics.nodes, topics.movements, topics.order_commands, topics.fulfillment_updates])
         started = time.monotonic()
-        for rec in day.network():
-            send(rec)
-            sent += 1
-        producer.flush()
-        with Live(_table(sent, started, prog, "loading stock"), console=console, refresh_per_second=4) as live:
-            for rec in day.initial_stock():
-                send(rec)
-                sent += 1
-                if sent % 5000 == 0:
+        with Live(_table(started, prog, traffic, "loading stock"), console=console, refresh_per_second=4) as live:
+            def show(phase: str) -> Callable[..., None]:
+                def tick(*_: object) -> None:
                     prog.refresh()
-                    live.update(_table(sent, started, prog, "loading stock"))
-            producer.flush()
+                    live.update(_table(started, prog, traffic, phase))
+                return tick
+
+            traffic.publish_setup(on_progress=show("loading stock"))
             # the day starts once the snapshot is in (bounded wait)
             load_end = time.monotonic() + 180
-            while time.monotonic() < load_end and prog.processed() < sent:
+            while time.monotonic() < load_end and prog.processed() < traffic.sent:
                 time.sleep(0.5)
-                prog.refresh()
-                live.update(_table(sent, started, prog, "loading stock"))
-            day_end = time.monotonic() + duration
-            next_ui = 0.0
-            rate = args.rate
-            tick_start = time.monotonic()
-            tick_sent = 0
-            while time.monotonic() < day_end:
-                for rec in day.next_events():
-                    send(rec)
-                    sent += 1
-                    tick_sent += 1
-                # pace to the offered rate
-                ahead = tick_sent / rate - (time.monotonic() - tick_start)
-                if ahead > 0:
-                    time.sleep(ahead)
-                if time.monotonic() >= next_ui:
-                    prog.refresh()
-                    live.update(_table(sent, started, prog, "retail day"))
-                    next_ui = time.monotonic() + 0.5
-            producer.flush()
-            # let the workers drain what was sent (bounded)
-            drain_end = time.monotonic() + 120
-            while time.monotonic() < drain_end:
-                prog.refresh()
-                live.update(_table(sent, started, prog, "draining"))
-                if prog.processed() >= sent:
-                    break
-                time.sleep(0.5)
+                show("loading stock")()
+            traffic.run_day(duration, args.rate, on_tick=show("retail day"))
+            # stores and carriers finish what was released, the workers drain (bounded)
+            traffic.drain(120, settled=lambda: prog.processed() >= traffic.sent, on_tick=show("draining"))
+            # the last status events of what was just processed
+            traffic.pause(1.0)
             elapsed = time.monotonic() - started
-            prog.refresh()
-            live.update(_table(sent, started, prog, "done"))
+            show("done")()
 
         _print_atp(workers[0], day)
+        f = traffic.figures()
+        p99 = prog.p99_ms()
         summary = {
             "events": prog.processed(),
             "events_per_s": round(prog.processed() / elapsed, 1),
@@ -209,7 +227,18 @@ def main(args) -> int:
             "backorders": int(prog.m("stockflow_backorders_total")),
             "dead_letters": int(prog.m("stockflow_dead_letters_total")),
             "oversold": int(prog.m("stockflow_oversell_violations_total")),
-            "p99_ms": prog.p99_ms(),
+            # JSON has no infinity: beyond the largest bucket we only know a lower bound
+            "p99_ms": p99 if p99 is None or math.isfinite(p99) else None,
+            "p99_ms_above": LATENCY_BUCKETS[-1] * 1000 if p99 is not None and not math.isfinite(p99) else None,
+            "orders_by_status": dict(traffic.status_counts().most_common()),
+            "fulfilment_updates": f["fulfilment_updates"],
+            "shipped": f["shipped"],
+            "shorts": f["shorts"],
+            "rejected_by_nodes": f["rejected_by_nodes"],
+            "cancels": f["cancels"],
+            "returns": f["returns_received"],
+            "cancels_crossing_shipments": f["cancels_too_late_for_wms"],
+            "dead_letters_by_reason": _dead_letters_by_reason(prog),
         }
         console.print("[bold]Summary[/]: " + ", ".join(f"{k}: {v}" for k, v in summary.items()))
         if args.json_summary:
@@ -219,10 +248,21 @@ def main(args) -> int:
     return 0
 
 
-def _suffix(logical: str) -> str:
-    from ..streams.topics import SPECS
+def _dead_letters_by_reason(prog: Progress) -> dict[str, int]:
+    reasons: Counter[str] = Counter()
+    for line in prog.text.splitlines():
+        if line.startswith("stockflow_dead_letters_total{") and 'reason="' in line:
+            reason = line.split('reason="', 1)[1].split('"', 1)[0]
+            reasons[reason] += int(float(line.rpartition(" ")[2]))
+    return dict(reasons.most_common())
 
-    return SPECS[logical].suffix
+
+def _p99_text(p99: float | None) -> str:
+    if p99 is None:
+        return "n/a"
+    if not math.isfinite(p99):
+        return f"> {LATENCY_BUCKETS[-1] * 1000:,.0f} ms"
+    return f"<= {p99:,.0f} ms"
 
 
 def _split_rate(prog: Progress) -> float:
