@@ -4,13 +4,13 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test unit integration install bench kafka-start kafka-stop clean
+.PHONY: demo test unit integration chaos install bench kafka-start kafka-stop clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "stockflow needs Python 3.11+")'
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e '.[test,bench]'
 	@touch $(STAMP)
 
 install: $(STAMP)
@@ -26,6 +26,11 @@ unit: $(STAMP)
 
 integration: $(STAMP)
 	$(PY) -m pytest tests/integration tests/e2e
+
+chaos: $(STAMP)
+	mkdir -p .stockflow
+	STOCKFLOW_CHAOS=long STOCKFLOW_CHAOS_REPORT=$${STOCKFLOW_CHAOS_REPORT:-.stockflow/chaos-report.json} \
+		$(PY) -m pytest tests/chaos -s $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(VENV)/bin/stockflow bench $(ARGS)

@@ -1,111 +1,701 @@
-"""``stockflow bench``: throughput of one worker against the local real broker.
+"""``stockflow bench``: stockflow against its baselines on the local real broker.
 
-For now two figures (the full harness of the performance issue adds the
-rest): ``ingest_eps``, inventory movements taken to committed state and
-availability events end to end, and ``orders_per_s``, orders of about 3
-lines allocated end to end (plan, reserve at the SKU owners, decide).
-Figures are measured from the worker's own /metrics, so they include Kafka
-round trips, not just Python.
+One run measures (``FIGURES``, the keys of ``--json``):
+
+- ``raw_limit_eps``: a plain aiokafka consumer over the movements topic
+  (assigned all partitions, from the beginning), orjson decode, a dict
+  update per (sku, node): the ceiling for any Python consumer.
+- ``naive_faust_eps``: a one-event-at-a-time Faust agent with a RocksDB table
+  over the same topic (``bench_naive_faust``, its own process).
+- ``quix_eps``: the same aggregation with Quix Streams (``bench_quix``, its
+  own process).
+- ``ingest_eps`` / ``ingest_ratio``: a stockflow worker taking the same
+  movements to committed state (tables, changelog, availability events).
+- ``orders_per_s``: orders of about 3 lines allocated end to end.
+- ``order_p50_ms`` / ``order_p99_ms``: create command to allocation decision
+  (the records' Kafka timestamps) at a fixed offered load.
+- ``rss_mb``: peak resident memory (VmHWM) of a worker holding K SKU-node keys.
+- ``recovery_s``: a fresh worker with an empty local store restoring them
+  from the changelog until /ready and a correct ATP answer.
+
+The four throughput figures read the same pre-produced backlog of N
+movements, and each is the events taken between the (N/10)-th and the N-th
+divided by the time in between: the first tenth is an untimed warm-up, so
+no figure includes process start, group join, recovery or producing. Progress goes to stderr; stdout
+carries the table, or exactly one JSON object with ``--json``.
 """
 from __future__ import annotations
 
+import asyncio
 import json
+import math
 import os
-import random
+import platform
+import shutil
 import signal
+import subprocess
+import sys
 import time
 from contextlib import ExitStack
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from kafka import KafkaProducer
+from rich.console import Console
+from rich.table import Table
 
-from .connectors.demo import _bootstrap, console
-from .connectors.local_workers import LocalWorker, free_port
+from .connectors.local_workers import LocalWorker, free_port, http_get
 from .streams.events import Node
 from .streams.topics import Topics
 
+FIGURES = (
+    "raw_limit_eps",
+    "naive_faust_eps",
+    "quix_eps",
+    "ingest_eps",
+    "ingest_ratio",
+    "orders_per_s",
+    "order_p50_ms",
+    "order_p99_ms",
+    "rss_mb",
+    "recovery_s",
+)
 
-def _wait_metric(worker: LocalWorker, name: str, target: float, timeout: float, labels: dict | None = None) -> float:
+WHAT = {
+    "raw_limit_eps": "plain aiokafka consumer, orjson decode, dict update (events/s)",
+    "naive_faust_eps": "one-event-at-a-time Faust agent + RocksDB table (events/s)",
+    "quix_eps": "Quix Streams, stateful per-key sum, RocksDB state (events/s)",
+    "ingest_eps": "stockflow worker: movements to tables, changelog, availability events (events/s)",
+    "ingest_ratio": "ingest_eps / raw_limit_eps",
+    "orders_per_s": "orders of ~3 lines allocated end to end by one worker",
+    "order_p50_ms": "create command to allocation decision, median (ms)",
+    "order_p99_ms": "create command to allocation decision, 99th percentile (ms)",
+    "rss_mb": "peak resident memory of the worker holding the SKU-node keys (MiB)",
+    "recovery_s": "fresh worker, empty store: restore from the changelog to /ready + right ATP (s)",
+}
+
+DOC_START = "<!-- bench:start -->"
+DOC_END = "<!-- bench:end -->"
+DOC_PATH = Path(__file__).resolve().parent / "docs" / "benchmarks.md"
+
+err = Console(stderr=True)
+
+
+def say(msg: str) -> None:
+    err.print(f"[dim]{datetime.now():%H:%M:%S}[/] {msg}")
+
+
+# ----------------------------------------------------------------- helpers
+def _bootstrap(stack: ExitStack, data_dir: Path) -> str:
+    given = os.environ.get("STOCKFLOW_KAFKA_BOOTSTRAP")
+    if given:
+        say(f"Kafka: using {given} (STOCKFLOW_KAFKA_BOOTSTRAP)")
+        return given
+    from .kafka_local import broker
+
+    kafka_dir = data_dir / "kafka"
+    running = broker.status(kafka_dir)
+    if running:
+        say(f"Kafka: already running at {running.bootstrap}")
+        return running.bootstrap
+    say("Kafka: starting the local Apache Kafka broker...")
+    info = broker.start(port=free_port(9092), data_dir=kafka_dir)
+    stack.callback(broker.stop, kafka_dir)
+    say(f"Kafka: {info.bootstrap}")
+    return info.bootstrap
+
+
+def _settings(bootstrap: str, prefix: str, run_dir: Path):
+    from .settings import load
+
+    return load(kafka_bootstrap=bootstrap, topic_prefix=prefix, app_id=prefix, data_dir=run_dir)
+
+
+def _worker_env(bootstrap: str, prefix: str, run_dir: Path) -> dict:
+    return {"STOCKFLOW_KAFKA_BOOTSTRAP": bootstrap, "STOCKFLOW_TOPIC_PREFIX": prefix,
+            "STOCKFLOW_APP_ID": prefix, "STOCKFLOW_DATA_DIR": str(run_dir)}
+
+
+class Producer:
+    """Bulk producing with Kafka's default (murmur2) partitioner: confluent-kafka
+    when installed (it comes with quixstreams), kafka-python otherwise."""
+
+    def __init__(self, bootstrap: str, linger_ms: int = 20) -> None:
+        try:
+            from confluent_kafka import Producer as CProducer
+        except ImportError:
+            CProducer = None
+        if CProducer is not None:
+            self._c = CProducer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": linger_ms,
+                                 "partitioner": "murmur2_random", "queue.buffering.max.messages": 500_000,
+                                 "batch.size": 1_000_000, "enable.idempotence": False})
+            self._k = None
+        else:
+            from kafka import KafkaProducer
+
+            self._c = None
+            self._k = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=linger_ms,
+                                    batch_size=512 * 1024)
+
+    def send(self, topic: str, key: bytes, value: bytes, timestamp_ms: int | None = None) -> None:
+        if self._c is not None:
+            while True:
+                try:
+                    if timestamp_ms is None:
+                        self._c.produce(topic, value=value, key=key)
+                    else:
+                        self._c.produce(topic, value=value, key=key, timestamp=timestamp_ms)
+                    break
+                except BufferError:
+                    self._c.poll(0.05)
+            self._c.poll(0)
+        else:
+            self._k.send(topic, key=key, value=value, timestamp_ms=timestamp_ms)
+
+    def flush(self, timeout: float = 120.0) -> None:
+        if self._c is not None:
+            left = self._c.flush(timeout)
+            if left:
+                raise RuntimeError(f"{left} records not delivered in {timeout}s")
+        else:
+            self._k.flush(timeout)
+
+    def close(self) -> None:
+        if self._c is not None:
+            self._c.flush(10)
+        else:
+            self._k.close(5)
+
+
+def _wait(what: str, check, timeout: float, every: float = 0.2):
+    """Poll ``check()`` (falsy = not yet) until it answers or ``timeout``."""
     deadline = time.monotonic() + timeout
-    value = 0.0
+    last_exc = None
     while time.monotonic() < deadline:
         try:
-            value = worker.metric(name, labels)
-        except (OSError, RuntimeError):
-            value = 0.0
-        if value >= target:
-            return time.monotonic()
-        time.sleep(0.2)
-    raise RuntimeError(f"{name} reached {value:.0f} of {target:.0f} in {timeout}s")
+            got = check()
+            if got:
+                return got
+        except (OSError, RuntimeError, ValueError) as exc:
+            last_exc = exc
+        time.sleep(every)
+    raise RuntimeError(f"{what}: not done in {timeout:.0f}s" + (f" (last error: {last_exc})" if last_exc else ""))
+
+
+def _metric(worker: LocalWorker, name: str, labels: dict | None = None) -> float:
+    try:
+        return worker.metric(name, labels)
+    except (OSError, RuntimeError):
+        return 0.0
+
+
+def _vm_hwm_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    raise RuntimeError("no VmHWM in /proc status")
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Exact percentile (nearest rank) of the values."""
+    s = sorted(values)
+    if not s:
+        raise ValueError("no values")
+    rank = max(1, math.ceil(q * len(s)))
+    return s[rank - 1]
+
+
+def _nodes(producer: Producer, topics: Topics, node_ids: list[str], rng) -> None:
+    for i, nid in enumerate(node_ids):
+        n = Node(node_id=nid, kind="dc" if i < 3 else "store", lat=48 + rng.random() * 6, lon=7 + rng.random() * 7,
+                 services=("ship", "pickup", "same_day"), cost_per_order=3 + rng.random() * 5, cost_per_km=0.02)
+        producer.send(topics.nodes, nid.encode(), n.model_dump_json().encode())
+    producer.flush()
+
+
+def _create_topic(bootstrap: str, name: str, partitions: int, compacted: bool = False) -> None:
+    from kafka import KafkaAdminClient
+    from kafka.admin import NewTopic
+    from kafka.errors import TopicAlreadyExistsError
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap.split(","), client_id="stockflow-bench")
+    try:
+        configs = {"cleanup.policy": "compact"} if compacted else {}
+        admin.create_topics([NewTopic(name, partitions, 1, topic_configs=configs)])
+    except TopicAlreadyExistsError:
+        pass
+    finally:
+        admin.close()
+
+
+# ------------------------------------------------------------ baselines
+async def _raw_consume(bootstrap: str, topic: str, n: int, warmup: int, timeout: float) -> tuple[float, int]:
+    import orjson
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
+                                auto_offset_reset="earliest")
+    await consumer.start()
+    try:
+        parts = consumer.partitions_for_topic(topic)
+        deadline = time.monotonic() + 30
+        while not parts and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+            await consumer._client.force_metadata_update()
+            parts = consumer.partitions_for_topic(topic)
+        if not parts:
+            raise RuntimeError(f"raw consumer: no partitions for {topic}")
+        consumer.assign([TopicPartition(topic, p) for p in sorted(parts)])
+        await consumer.seek_to_beginning()
+        atp: dict[tuple[str, str], int] = {}
+        seen = 0
+        first = None
+        deadline = time.monotonic() + timeout
+        while seen < n:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"raw consumer: {seen} of {n} in {timeout:.0f}s")
+            batches = await consumer.getmany(timeout_ms=500, max_records=500)
+            for records in batches.values():
+                for r in records:
+                    m = orjson.loads(r.value)
+                    k = (m["sku"], m["node_id"])
+                    atp[k] = atp.get(k, 0) + m["qty"]
+                seen += len(records)
+                if first is None and seen >= warmup:
+                    first, first_n = time.monotonic(), seen
+        done = time.monotonic()
+        return (seen - first_n) / max(done - first, 1e-6), len(atp)
+    finally:
+        await consumer.stop()
+
+
+def _subprocess_rate(stack: ExitStack, name: str, argv: list[str], result: Path, log: Path, timeout: float) -> float:
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as out:
+        proc = subprocess.Popen([sys.executable, *argv], stdout=out, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+
+    def stop() -> None:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
+
+    stack.callback(stop)
+
+    def check():
+        if result.exists():
+            return json.loads(result.read_text())
+        if proc.poll() is not None:
+            tail = "\n".join(log.read_text(errors="replace").splitlines()[-30:])
+            raise SystemExit(f"stockflow bench: {name} exited {proc.returncode}; log {log}:\n{tail}")
+        return None
+
+    got = _wait(f"{name} (log {log})", check, timeout, every=0.2)
+    stop()
+    return (got["n"] - got["from"]) / max(got["done"] - got["first"], 1e-6)
+
+
+# ------------------------------------------------------------ the run
+@dataclass
+class Sizes:
+    movements: int
+    orders: int
+    skus: int
+    nodes: int
+    rate: float
+    latency_seconds: float
+    rss_keys: int
+
+
+def _measure_ingest(worker: LocalWorker, topic: str, n: int, warmup: int, timeout: float) -> float:
+    """Start the worker on the backlog; rate from the warm-up-th processed event to the N-th."""
+    worker.start(wait_ready=False)
+    label = {"topic": topic}
+    first = _wait("stockflow worker: warm-up movements processed",
+                  lambda: (v := _metric(worker, "stockflow_events_processed_total", label)) >= max(1, warmup)
+                  and (time.monotonic(), v), timeout, every=0.25)
+    t_first, v_first = first
+    if v_first >= n:
+        raise RuntimeError("the worker took the whole backlog between two polls: raise --movements")
+    done = _wait("stockflow worker: movements processed",
+                 lambda: _metric(worker, "stockflow_events_processed_total", label) >= n and time.monotonic(),
+                 timeout, every=0.25)
+    return (n - v_first) / max(done - t_first, 1e-6)
+
+
+def _order(i: int, prefix: str, skus: list[str], rng, occurred_at: str) -> tuple[str, bytes]:
+    oid = f"{prefix}-{i}"
+    lines = [{"line_id": f"L{j}", "sku": rng.choice(skus), "qty": 1} for j in range(rng.choice([2, 3, 3, 4]))]
+    order = {"event_id": f"e{oid}", "occurred_at": occurred_at, "type": "create", "order_id": oid,
+             "channel": "web", "customer": {"customer_id": f"c{i}", "email": "b@example.com"},
+             "lines": lines, "delivery": {"method": "ship", "address": {"lat": 52.5, "lon": 13.4}}}
+    return oid, json.dumps(order).encode()
+
+
+def _first_decisions(bootstrap: str, topic: str, wanted: set[str], timeout: float) -> dict[str, int]:
+    """order_id -> Kafka timestamp (ms) of its first allocation record."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap.split(","), group_id=None, enable_auto_commit=False,
+                             auto_offset_reset="earliest")
+    try:
+        parts = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in sorted(parts)]
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        ends = consumer.end_offsets(tps)
+        found: dict[str, int] = {}
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for tp, records in consumer.poll(timeout_ms=500, max_records=5000).items():
+                for r in records:
+                    oid = json.loads(r.value).get("order_id")
+                    if oid in wanted and oid not in found:
+                        found[oid] = r.timestamp
+            if len(found) == len(wanted) or all(consumer.position(tp) >= ends[tp] for tp in tps):
+                return found
+        raise RuntimeError(f"allocations: read {len(found)} of {len(wanted)} decisions in {timeout:.0f}s")
+    finally:
+        consumer.close()
 
 
 def run(args) -> dict:
+    import random
+
     rng = random.Random(args.seed)
-    prefix = f"bench{datetime.now():%Y%m%d%H%M%S}"
-    topics = Topics(prefix)
+    sizes = Sizes(args.movements, args.orders, args.skus, args.nodes, args.rate, args.latency_seconds, args.rss_keys)
+    if sizes.movements < 20 or sizes.orders < 1 or sizes.skus < 1 or sizes.nodes < 1 or sizes.rss_keys < 1 \
+            or sizes.rate <= 0 or sizes.latency_seconds <= 0:
+        raise RuntimeError("sizes: --movements >= 20, the other sizes > 0")
+    stamp = f"bench{datetime.now():%Y%m%d%H%M%S}"
     data_dir = Path(os.environ.get("STOCKFLOW_DATA_DIR", ".stockflow"))
-    run_dir = data_dir / "bench" / prefix
+    run_dir = (data_dir / "bench" / stamp).resolve()
+    run_dir.mkdir(parents=True, exist_ok=True)
     now = datetime.now(timezone.utc).isoformat()
+    slow = max(1.0, args.timeout_scale)
+    out: dict = {}
+    extra: dict = {}
+    t_run = time.monotonic()
     with ExitStack() as stack:
+        stack.callback(_cleanup_stores, run_dir)
         bootstrap = _bootstrap(stack, data_dir)
-        env = {"STOCKFLOW_KAFKA_BOOTSTRAP": bootstrap, "STOCKFLOW_TOPIC_PREFIX": prefix,
-               "STOCKFLOW_APP_ID": prefix, "STOCKFLOW_DATA_DIR": str(run_dir)}
-        worker = LocalWorker.create(env, free_port(6166), run_dir / "worker.log")
-        stack.callback(worker.stop, signal.SIGTERM, 30)
-        worker.start(timeout=180)
-        producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=10, batch_size=512 * 1024)
-        stack.callback(producer.close, 5)
+        from .streams.admin import ensure_topics
 
-        node_ids = [f"N{i:02d}" for i in range(args.nodes)]
-        for i, nid in enumerate(node_ids):
-            n = Node(node_id=nid, kind="dc" if i < 3 else "store", lat=48 + rng.random() * 6, lon=7 + rng.random() * 7,
-                     services=("ship", "pickup", "same_day"), cost_per_order=3 + rng.random() * 5, cost_per_km=0.02)
-            producer.send(topics.nodes, key=nid.encode(), value=n.model_dump_json().encode())
-        producer.flush()
-        skus = [f"B{i:05d}" for i in range(args.skus)]
-
-        # ingest: counts spread over SKUs and nodes
-        movements = []
-        for i in range(args.movements):
+        # ---- the shared backlog: nodes + movements on stockflow's own topic
+        prefix = stamp
+        topics = Topics(prefix)
+        settings = _settings(bootstrap, prefix, run_dir)
+        ensure_topics(settings)
+        producer = Producer(bootstrap)
+        stack.callback(producer.close)
+        node_ids = [f"N{i:02d}" for i in range(sizes.nodes)]
+        _nodes(producer, topics, node_ids, rng)
+        skus = [f"B{i:05d}" for i in range(sizes.skus)]
+        say(f"producing {sizes.movements:,} movements to {topics.movements}")
+        for i in range(sizes.movements):
             sku = skus[i % len(skus)]
-            movements.append((sku, json.dumps({"event_id": f"bm{i}", "occurred_at": now, "sku": sku,
-                                                "node_id": rng.choice(node_ids), "type": "receipt",
-                                                "qty": rng.randint(5, 50)}).encode()))
-        t0 = time.monotonic()
-        for sku, value in movements:
-            producer.send(topics.movements, key=sku.encode(), value=value)
+            value = json.dumps({"event_id": f"bm{i}", "occurred_at": now, "sku": sku, "node_id": rng.choice(node_ids),
+                                "type": "receipt", "qty": rng.randint(5, 50)}).encode()
+            producer.send(topics.movements, sku.encode(), value)
         producer.flush()
-        done = _wait_metric(worker, "stockflow_events_processed_total", len(movements), 600, {"topic": topics.movements})
-        ingest_eps = len(movements) / (done - t0)
+        backlog_timeout = slow * (180 + sizes.movements / 100)
+        warmup = sizes.movements // 10  # not timed: start-up, group join, first fetches
 
-        # orders: about 3 lines each, over the stocked SKUs
-        before = worker.metric("stockflow_allocations_total")
+        # ---- raw limit
+        say("raw_limit_eps: aiokafka consumer over the backlog")
+        raw_eps, raw_keys = asyncio.run(_raw_consume(bootstrap, topics.movements, sizes.movements, warmup, backlog_timeout))
+        out["raw_limit_eps"] = raw_eps
+        extra["raw_keys"] = raw_keys
+
+        # ---- naive Faust
+        say("naive_faust_eps: one-event-at-a-time Faust agent")
+        naive_id = f"{prefix}-naive"
+        _create_topic(bootstrap, f"{naive_id}-atp-changelog", settings.partitions, compacted=True)
+        result = run_dir / "naive-faust.json"
+        out["naive_faust_eps"] = _subprocess_rate(
+            stack, "naive Faust",
+            ["-m", "stockflow.bench_naive_faust", "--bootstrap", bootstrap, "--topic", topics.movements,
+             "--app-id", naive_id, "--data-dir", str(run_dir / "naive-faust-store"),
+             "--partitions", str(settings.partitions), "--expect", str(sizes.movements), "--warmup", str(warmup),
+             "--result", str(result)],
+            result, run_dir / "naive-faust.log", backlog_timeout)
+
+        # ---- Quix Streams
+        say("quix_eps: Quix Streams application")
+        result = run_dir / "quix.json"
+        out["quix_eps"] = _subprocess_rate(
+            stack, "Quix Streams",
+            ["-m", "stockflow.bench_quix", "--bootstrap", bootstrap, "--topic", topics.movements,
+             "--group", f"{prefix}-quix", "--state-dir", str(run_dir / "quix-store"),
+             "--expect", str(sizes.movements), "--warmup", str(warmup), "--result", str(result)],
+            result, run_dir / "quix.log", backlog_timeout)
+
+        # ---- stockflow ingest
+        say("ingest_eps: stockflow worker over the backlog")
+        worker = LocalWorker.create(_worker_env(bootstrap, prefix, run_dir), free_port(6166), run_dir / "worker.log")
+        stack.callback(worker.stop, signal.SIGTERM, 30)
+        out["ingest_eps"] = _measure_ingest(worker, topics.movements, sizes.movements, warmup, backlog_timeout)
+        out["ingest_ratio"] = out["ingest_eps"] / out["raw_limit_eps"]
+        worker.wait_ready(slow * 180)
+
+        # ---- orders throughput
+        say(f"orders_per_s: {sizes.orders:,} orders of ~3 lines")
+        before = _metric(worker, "stockflow_allocations_total")
+        orders = [_order(i, "BO", skus, rng, now) for i in range(sizes.orders)]
         t0 = time.monotonic()
-        for i in range(args.orders):
-            lines = [{"line_id": f"L{j}", "sku": rng.choice(skus), "qty": 1} for j in range(rng.choice([2, 3, 3, 4]))]
-            order = {"event_id": f"bo{i}", "occurred_at": now, "type": "create", "order_id": f"BO-{i}",
-                     "channel": "web", "customer": {"customer_id": f"c{i}", "email": "b@example.com"},
-                     "lines": lines, "delivery": {"method": "ship", "address": {"lat": 52.5, "lon": 13.4}}}
-            producer.send(topics.order_commands, key=f"BO-{i}".encode(), value=json.dumps(order).encode())
+        for oid, value in orders:
+            producer.send(topics.order_commands, oid.encode(), value)
         producer.flush()
-        done = _wait_metric(worker, "stockflow_allocations_total", before + args.orders, 600)
-        orders_per_s = args.orders / (done - t0)
-        return {
-            "ingest_eps": round(ingest_eps, 1),
-            "orders_per_s": round(orders_per_s, 1),
-            "movements": len(movements),
-            "orders": args.orders,
-            "skus": args.skus,
-            "nodes": args.nodes,
-        }
+        done = _wait("orders allocated", lambda: _metric(worker, "stockflow_allocations_total")
+                     >= before + sizes.orders and time.monotonic(), slow * (180 + sizes.orders / 10))
+        out["orders_per_s"] = sizes.orders / max(done - t0, 1e-6)
+
+        # ---- latency at a fixed offered load
+        n_lat = max(1, int(round(sizes.rate * sizes.latency_seconds)))
+        say(f"order latency: {n_lat:,} orders offered at {sizes.rate:g}/s")
+        from kafka import KafkaProducer
+
+        lat_producer = KafkaProducer(bootstrap_servers=bootstrap.split(","), acks="all", linger_ms=0)
+        stack.callback(lat_producer.close, 5)
+        before = _metric(worker, "stockflow_allocations_total")
+        created: dict[str, int] = {}
+        t0 = time.monotonic()
+        for i in range(n_lat):
+            target = t0 + i / sizes.rate
+            pause = target - time.monotonic()
+            if pause > 0:
+                time.sleep(pause)
+            ts_ms = int(time.time() * 1000)
+            oid, value = _order(i, "BL", skus, rng, datetime.fromtimestamp(ts_ms / 1000, timezone.utc).isoformat())
+            lat_producer.send(topics.order_commands, key=oid.encode(), value=value, timestamp_ms=ts_ms)
+            created[oid] = ts_ms
+        lat_producer.flush()
+        offered = n_lat / max(time.monotonic() - t0, 1e-6)
+        _wait("latency orders allocated", lambda: _metric(worker, "stockflow_allocations_total") >= before + n_lat,
+              slow * (180 + n_lat / 10))
+        decided = _first_decisions(bootstrap, topics.allocations, set(created), slow * 120)
+        lat = [decided[o] - created[o] for o in created if o in decided]
+        if len(lat) < n_lat:
+            raise RuntimeError(f"latency: {n_lat - len(lat)} orders without an allocation record")
+        out["order_p50_ms"] = float(percentile(lat, 0.50))
+        out["order_p99_ms"] = float(percentile(lat, 0.99))
+        extra["latency_orders"] = n_lat
+        extra["offered_rate"] = offered
+        worker.stop(signal.SIGTERM, 60)
+
+        # ---- memory and recovery with K SKU-node keys
+        out["rss_mb"], out["recovery_s"] = _rss_and_recovery(stack, bootstrap, f"{stamp}r", run_dir / "rss",
+                                                             sizes, slow, extra)
+        extra["seconds"] = time.monotonic() - t_run
+    extra.update(vars(sizes))
+    return {"figures": _rounded(out), "extra": extra}
+
+
+def _rss_and_recovery(stack: ExitStack, bootstrap: str, prefix: str, run_dir: Path, sizes: Sizes, slow: float,
+                      extra: dict) -> tuple[float, float]:
+    """One `count` movement per SKU-node key: K keys = ceil(K / nodes) SKUs x nodes."""
+    from .streams.admin import ensure_topics
+
+    n_nodes = max(1, min(sizes.nodes, sizes.rss_keys))
+    n_skus = math.ceil(sizes.rss_keys / n_nodes)
+    keys = n_skus * n_nodes
+    topics = Topics(prefix)
+    ensure_topics(_settings(bootstrap, prefix, run_dir))
+    producer = Producer(bootstrap)
+    stack.callback(producer.close)
+    import random
+
+    node_ids = [f"R{i:02d}" for i in range(n_nodes)]
+    _nodes(producer, topics, node_ids, random.Random(5))
+    now = datetime.now(timezone.utc).isoformat()
+
+    def qty(s: int, j: int) -> int:
+        return (s * 7 + j * 13) % 97 + 1
+
+    say(f"rss_mb: producing {keys:,} count movements ({n_skus:,} SKUs x {n_nodes} nodes) to {topics.movements}")
+    for s in range(n_skus):
+        sku = f"R{s:07d}"
+        k = sku.encode()
+        for j, nid in enumerate(node_ids):
+            producer.send(topics.movements, k, json.dumps(
+                {"event_id": f"r{s}-{j}", "occurred_at": now, "sku": sku, "node_id": nid, "type": "count",
+                 "qty": qty(s, j)}).encode())
+    producer.flush(600)
+    port = free_port(6266)
+    worker = LocalWorker.create(_worker_env(bootstrap, prefix, run_dir), port, run_dir / "worker.log")
+    stack.callback(worker.stop, signal.SIGTERM, 30)
+    worker.start(wait_ready=False)
+    label = {"topic": topics.movements}
+    load_timeout = slow * (300 + keys / 100)
+    t0 = time.monotonic()
+    _wait("rss worker: count movements processed",
+          lambda: _metric(worker, "stockflow_events_processed_total", label) >= keys, load_timeout, every=1.0)
+    extra["rss_load_eps"] = keys / max(time.monotonic() - t0, 1e-6)
+    worker.wait_ready(slow * 180)
+    samples = [0, n_skus - 1, n_skus // 2]
+
+    def atp_right() -> bool:
+        for s in samples:
+            status, body = http_get(f"{worker.url}/atp/R{s:07d}", timeout=10)
+            if status != 200 or not isinstance(body, dict):
+                return False
+            got = {r["node_id"]: r["atp"] for r in body.get("nodes", [])}
+            if got != {nid: qty(s, j) for j, nid in enumerate(node_ids)}:
+                return False
+        return True
+
+    _wait("rss worker: ATP right", atp_right, slow * 120, every=0.5)
+    rss = _vm_hwm_mb(worker.proc.pid)
+    extra["rss_keys_loaded"] = keys
+    extra["rss_skus"] = n_skus
+
+    say(f"recovery_s: fresh worker, empty store, restoring {keys:,} keys from the changelog")
+    worker.stop(signal.SIGTERM, 120)
+    shutil.rmtree(run_dir / f"worker-{port}", ignore_errors=True)
+    t0 = time.monotonic()
+    worker.start(wait_ready=False)
+    _wait("recovered worker: /ready", worker.is_ready, slow * (300 + keys / 1000), every=0.2)
+    _wait("recovered worker: ATP right", atp_right, slow * 120, every=0.2)
+    recovery = time.monotonic() - t0
+    extra["rss_mb_after_recovery"] = _vm_hwm_mb(worker.proc.pid)
+    worker.stop(signal.SIGTERM, 60)
+    return rss, recovery
+
+
+def _cleanup_stores(run_dir: Path) -> None:
+    """Drop the local stores (possibly GBs at full size); keep the logs."""
+    for d in list(run_dir.glob("worker-*")) + list(run_dir.glob("*/worker-*")) + \
+            [run_dir / "naive-faust-store", run_dir / "quix-store"]:
+        if d.is_dir():
+            shutil.rmtree(d, ignore_errors=True)
+
+
+def _rounded(f: dict) -> dict:
+    out = {}
+    for k in FIGURES:
+        v = float(f[k])
+        out[k] = round(v, 4) if k == "ingest_ratio" else round(v, 1)
+    return out
+
+
+# ------------------------------------------------------------ output
+def _machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    mem = ""
+    try:
+        with open("/proc/meminfo") as fh:
+            kb = int(fh.readline().split()[1])
+            mem = f", {kb / 1024 / 1024:.0f} GiB"
+    except (OSError, ValueError, IndexError):
+        pass
+    load = ""
+    try:
+        load = ", load average {:.1f} at the start".format(os.getloadavg()[0])
+    except OSError:
+        pass
+    versions = []
+    for dist in ("faust-streaming", "aiokafka", "quixstreams", "confluent-kafka"):
+        try:
+            from importlib.metadata import version
+
+            versions.append(f"{dist} {version(dist)}")
+        except Exception:  # noqa: BLE001 - not installed
+            pass
+    return (f"{cpu}, {os.cpu_count()} cores{mem}{load}; {platform.system()} {platform.release()}; "
+            f"Python {platform.python_version()}; " + ", ".join(versions))
+
+
+def _command(args) -> str:
+    parts = ["stockflow bench"]
+    for flag, default in DEFAULTS.items():
+        v = getattr(args, flag, default)
+        if v != default:
+            parts.append(f"--{flag.replace('_', '-')} {v:g}" if isinstance(v, float) else f"--{flag.replace('_', '-')} {v}")
+    return " ".join(parts)
+
+
+DEFAULTS = {"movements": 30_000, "orders": 3_000, "skus": 5_000, "nodes": 50, "seed": 11,
+            "rate": 500.0, "latency_seconds": 10.0, "rss_keys": 1_000_000}
+
+
+def doc_section(res: dict, machine: str, command: str, when: str) -> str:
+    f, x = res["figures"], res["extra"]
+    rows = "\n".join(f"| `{k}` | {_fmt(k, f[k])} | {WHAT[k]} |" for k in FIGURES)
+    return (
+        f"{DOC_START}\n"
+        f"<!-- generated by `stockflow bench`; edit outside the markers -->\n"
+        f"Measured {when} with `{command}` ({x['seconds']:.0f} s).\n\n"
+        f"Machine: {machine}; Apache Kafka 4.0.0 single node on the same machine.\n\n"
+        f"Sizes: {x['movements']:,} receipts over {x['skus']:,} SKUs and {x['nodes']} nodes (the backlog all four "
+        f"consumers read); {x['orders']:,} orders of 2 to 4 lines; latency: {x['latency_orders']:,} orders offered at "
+        f"{x['rate']:g}/s (achieved {x['offered_rate']:.0f}/s); memory and recovery: {x['rss_keys_loaded']:,} SKU-node "
+        f"keys ({x['rss_skus']:,} SKUs x {min(x['nodes'], x['rss_keys_loaded'])} nodes, one `count` each).\n\n"
+        f"| figure | value | what |\n|---|---|---|\n{rows}\n"
+        f"{DOC_END}"
+    )
+
+
+def _fmt(k: str, v: float) -> str:
+    if k == "ingest_ratio":
+        return f"{v:.4f}"
+    if v >= 100:
+        return f"{v:,.0f}"
+    return f"{v:,.1f}"
+
+
+def write_doc(section: str, path: Path = DOC_PATH) -> None:
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    if DOC_START in text and DOC_END in text:
+        head, _, rest = text.partition(DOC_START)
+        _, _, tail = rest.partition(DOC_END)
+        text = head + section + tail
+    else:
+        lines = text.split("\n", 1)
+        text = lines[0] + "\n\n" + section + "\n" + ("\n" + lines[1] if len(lines) > 1 else "")
+    path.write_text(text)
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
 
 
 def main(args) -> int:
-    figures = run(args)
+    # SIGTERM (a CI timeout, `kill`) unwinds like Ctrl-C: everything started is stopped
+    signal.signal(signal.SIGTERM, _interrupt)
+    started = datetime.now(timezone.utc)
+    machine = _machine()
+    try:
+        res = run(args)
+    except RuntimeError as exc:
+        err.print(f"[red]stockflow bench: {exc}[/]")
+        return 1
+    f = res["figures"]
     if args.json:
-        print(json.dumps(figures))
+        print(json.dumps(f))
     else:
-        for k, v in figures.items():
-            console.print(f"{k:>14}: {v}")
+        t = Table(title="stockflow bench")
+        t.add_column("figure")
+        t.add_column("value", justify="right")
+        t.add_column("what")
+        for k in FIGURES:
+            t.add_row(k, _fmt(k, f[k]), WHAT[k])
+        Console().print(t)
+    if args.doc and not DOC_PATH.parent.is_dir():
+        say(f"no {DOC_PATH.parent} (not a source tree): docs/benchmarks.md not written")
+    elif args.doc:
+        write_doc(doc_section(res, machine, _command(args), f"{started:%Y-%m-%d %H:%M} UTC"))
+        say(f"wrote {DOC_PATH}")
     return 0

@@ -1,0 +1,84 @@
+"""The naive Faust baseline of ``stockflow bench`` (``naive_faust_eps``).
+
+A minimal Faust app, the way Faust's own examples are written: one agent
+taking the movements one event at a time (``async for value in stream``),
+decoding the JSON with orjson and adding the quantity to a RocksDB table
+keyed ``sku|node`` (changelog on). No micro-batches, no validation, no
+outputs: the per-event cost of the framework itself.
+
+Run as ``python -m stockflow.bench_naive_faust --bootstrap B --topic T
+--app-id A --data-dir D --expect N --result F``; when the agent has taken N
+events it writes ``{"n", "first", "done"}`` (``time.monotonic()`` of the
+first and the N-th event) to F, then keeps running until SIGTERM.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+
+def build(args):
+    import faust
+    import orjson
+
+    app = faust.App(
+        args.app_id,
+        broker=[f"kafka://{hp.strip()}" for hp in args.bootstrap.split(",")],
+        store="rocksdb://",
+        datadir=args.data_dir,
+        topic_partitions=args.partitions,
+        consumer_auto_offset_reset="earliest",
+        key_serializer="raw",
+        value_serializer="raw",
+        autodiscover=False,
+        web_enabled=False,
+    )
+    topic = app.topic(args.topic, key_type=bytes, value_type=bytes)
+    schema = faust.Schema(key_type=str, value_type=int, key_serializer="json", value_serializer="json")
+    table = app.Table("atp", default=int, partitions=args.partitions, schema=schema)
+    state = {"n": 0, "first": None, "written": False}
+
+    @app.agent(topic)
+    async def aggregate(stream):
+        async for value in stream:
+            m = orjson.loads(value)
+            key = f"{m['sku']}|{m['node_id']}"
+            table[key] += m["qty"]
+            state["n"] += 1
+            if state["n"] == max(1, args.warmup):
+                state["first"] = time.monotonic()
+            if state["n"] >= args.expect and not state["written"]:
+                state["written"] = True
+                tmp = args.result + ".tmp"
+                with open(tmp, "w") as f:
+                    json.dump({"n": state["n"], "from": max(1, args.warmup), "first": state["first"],
+                               "done": time.monotonic()}, f)
+                os.replace(tmp, args.result)
+
+    return app
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m stockflow.bench_naive_faust")
+    p.add_argument("--bootstrap", required=True)
+    p.add_argument("--topic", required=True)
+    p.add_argument("--app-id", required=True)
+    p.add_argument("--data-dir", required=True)
+    p.add_argument("--partitions", type=int, default=8)
+    p.add_argument("--expect", type=int, required=True)
+    p.add_argument("--warmup", type=int, default=0, help="the clock starts at this event (untimed warm-up)")
+    p.add_argument("--result", required=True)
+    args = p.parse_args(argv)
+
+    from faust.worker import Worker
+
+    app = build(args)
+    Worker(app, loglevel="WARNING", quiet=True).execute_from_commandline()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,66 @@
+"""``stockflow bench --json`` end to end with tiny sizes against the session broker.
+
+Every phase runs for real (aiokafka baseline, naive Faust agent, Quix
+Streams, a stockflow worker for ingest, orders and latency, a second one for
+memory and recovery from the changelog); only the sizes are small, so the
+figures themselves mean nothing here: the test checks the contract of the
+output (exactly the issue's keys, positive numbers, the ratio, p50 <= p99)
+and that the run leaves docs/benchmarks.md alone with ``--no-doc``.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+
+import pytest
+
+from stockflow import bench
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(420)]
+
+KEYS = {
+    "raw_limit_eps", "naive_faust_eps", "quix_eps", "ingest_eps", "ingest_ratio", "orders_per_s",
+    "order_p50_ms", "order_p99_ms", "rss_mb", "recovery_s",
+}
+
+
+def test_bench_json_has_exactly_the_figures(kafka_bootstrap, tmp_path):
+    doc_before = bench.DOC_PATH.read_text() if bench.DOC_PATH.exists() else None
+    env = dict(os.environ)
+    env["STOCKFLOW_KAFKA_BOOTSTRAP"] = kafka_bootstrap
+    env["STOCKFLOW_DATA_DIR"] = str(tmp_path)
+    argv = [sys.executable, "-m", "stockflow.cli", "bench", "--json", "--no-doc",
+            "--movements", "2000", "--orders", "60", "--skus", "300", "--nodes", "10",
+            "--rate", "50", "--latency-seconds", "3", "--rss-keys", "5000", "--timeout-scale", "2"]
+    proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=400, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+
+    figures = json.loads(proc.stdout)  # stdout is exactly one JSON object
+    assert isinstance(figures, dict)
+    assert set(figures) == KEYS
+    for k, v in figures.items():
+        assert isinstance(v, (int, float)) and not isinstance(v, bool), k
+        assert math.isfinite(v) and v > 0, (k, v)
+    assert figures["ingest_ratio"] == pytest.approx(figures["ingest_eps"] / figures["raw_limit_eps"], abs=2e-3, rel=0.01)
+    assert figures["order_p50_ms"] <= figures["order_p99_ms"]
+    doc_after = bench.DOC_PATH.read_text() if bench.DOC_PATH.exists() else None
+    assert doc_after == doc_before
+
+
+def test_percentile_is_exact_nearest_rank():
+    values = [float(v) for v in range(1, 101)]
+    assert bench.percentile(values, 0.50) == 50.0
+    assert bench.percentile(values, 0.99) == 99.0
+    assert bench.percentile([7.0], 0.99) == 7.0
+
+
+def test_doc_section_replaces_only_between_markers(tmp_path):
+    doc = tmp_path / "benchmarks.md"
+    doc.write_text(f"# B\n\nintro\n\n{bench.DOC_START}\nold\n{bench.DOC_END}\n\nanalysis stays\n")
+    bench.write_doc(f"{bench.DOC_START}\nnew figures\n{bench.DOC_END}", doc)
+    text = doc.read_text()
+    assert "new figures" in text and "old" not in text
+    assert text.startswith("# B\n\nintro\n\n") and text.endswith("\n\nanalysis stays\n")
