@@ -84,8 +84,44 @@ def _widen_faust_send_buffer() -> None:
     ProducerBuffer.max_messages = 100_000
 
 
+def _make_buffer_flush_drain() -> None:
+    """Faust flushes its send buffer before committing offsets, but that flush
+    gives up once 0.1 s passes without a message going out (a loaded machine,
+    a broker restarting): the commit then goes ahead with table changelog
+    records still buffered, and a SIGKILL at that moment loses those updates
+    for good (found by tests/chaos). Flush until the buffer is empty and the
+    message being handed to the producer has been handed over."""
+    from faust.transport.producer import ProducerBuffer
+
+    if getattr(ProducerBuffer, "_stockflow_drains", False):
+        return
+    handover = ProducerBuffer._send_pending
+
+    async def _send_pending(self, fut) -> None:
+        self._stockflow_inflight = getattr(self, "_stockflow_inflight", 0) + 1
+        try:
+            await handover(self, fut)
+        finally:
+            self._stockflow_inflight -= 1
+
+    async def flush(self) -> None:
+        while self.size or getattr(self, "_stockflow_inflight", 0):
+            if self.state != "running" and self.size:
+                raise RuntimeError("Cannot flush: Producer not Running")
+            self.message_sent.clear()
+            try:
+                await asyncio.wait_for(self.message_sent.wait(), timeout=0.5)
+            except asyncio.TimeoutError:
+                pass  # still sending (broker away?): keep waiting, never commit ahead
+
+    ProducerBuffer._send_pending = _send_pending
+    ProducerBuffer.flush = flush
+    ProducerBuffer._stockflow_drains = True
+
+
 def create_app(settings: Settings) -> Runtime:
     _widen_faust_send_buffer()
+    _make_buffer_flush_drain()
     return _build(settings)
 
 

@@ -141,7 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     w.set_defaults(func=cmd_worker)
 
     d = sub.add_parser("demo", help="the main job on the embedded default")
-    d.add_argument("--duration", type=float, default=None, help="seconds of simulated traffic (default 60)")
+    d.add_argument("--duration", type=float, default=None, help="seconds of simulated traffic (default 120)")
     d.add_argument("--seed", type=int, default=7)
     d.add_argument("--workers", type=int, default=2)
     d.add_argument("--skus", type=int, default=2000)

@@ -25,7 +25,7 @@ class Settings(BaseSettings):
     # Records over this size are dead-lettered without being parsed, so one
     # hostile record cannot balloon a worker's memory.
     max_payload_bytes: int = Field(1_048_576, ge=1024)
-    table_standby_replicas: int = Field(0, ge=0)
+    table_standby_replicas: int = Field(1, ge=0)
     batch_size: int = Field(500, ge=1)
     batch_within_s: float = Field(0.01, gt=0)
     commit_interval_s: float = Field(1.0, gt=0)

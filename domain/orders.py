@@ -426,19 +426,30 @@ def on_backorder_filled(state: dict, reply: Mapping, nodes: Mapping[str, Node], 
     if ln is None:
         return Step(state, duplicate=True)
     got = {n: int(q) for n, q in reply["nodes"].items()}
-    total = min(sum(got.values()), ln["backordered"])
+    # An owner can grant more than still waits: its queue entry is set by the
+    # order's last backorder command, which may cross a fill (or a shipment)
+    # in flight. Keep what the line needs, hand the rest straight back.
+    keep: dict[str, int] = {}
+    need = ln["backordered"]
+    for n in sorted(got):
+        q = min(got[n], need)
+        if q > 0:
+            keep[n] = q
+            need -= q
+    excess = {n: q - keep.get(n, 0) for n, q in got.items() if q - keep.get(n, 0) > 0}
     step = Step(state)
-    if total <= 0:
-        # nothing waits any more (cancelled meanwhile): hand the units back
+    if excess:
         step.commands.append({"cmd": "release", "cmd_id": f"{reply['fill_id']}:back", "order_id": state["order_id"],
-                              "sku": reply["sku"], "nodes": got})
+                              "sku": reply["sku"], "nodes": excess})
+    total = sum(keep.values())
+    if total <= 0:  # nothing waits any more (cancelled or filled meanwhile)
         return step
     ln["backordered"] -= total
     if not ln["backordered"]:
         ln["expected_date"] = None
-    for n, q in got.items():
+    for n, q in keep.items():
         ln["alloc"][n] = ln["alloc"].get(n, 0) + q
-    _new_shipments(state, nodes, {reply["line_id"]: got}, step)
+    _new_shipments(state, nodes, {reply["line_id"]: keep}, step)
     _decide(state, at, step, cause=reply["fill_id"], notify="order_confirmed")
     return step
 
@@ -450,6 +461,20 @@ def on_revoked(state: dict, reply: Mapping, nodes: Mapping[str, Node], at: datet
         return Step(state, duplicate=True)
     node_id, sku, left = reply["node_id"], reply["sku"], int(reply["qty"])
     step = Step(state)
+    if state["phase"] == "reserving":
+        # Taken back while other owners are still answering (found by the
+        # chaos suite): the grant no longer holds, so the decision must not
+        # place it. The shrunk grant makes the reservation incomplete, which
+        # re-plans like any short grant. A SKU still pending needs nothing:
+        # its owner's answer comes after the revocation and reflects it.
+        if sku not in state["pending"]:
+            grant = state["grants"].get(sku, {})
+            take = min(grant.get(node_id, 0), left)
+            if take:
+                grant[node_id] -= take
+                if not grant[node_id]:
+                    del grant[node_id]
+        return step
     entries = []
     for lid in reversed(state["line_order"]):
         ln = state["lines"][lid]

@@ -16,7 +16,9 @@ class AdminError(StockflowError):
     pass
 
 
-def admin_client(settings: Settings, timeout_s: float = 30.0) -> KafkaAdminClient:
+def admin_client(settings: Settings, timeout_s: float = 120.0) -> KafkaAdminClient:
+    """An admin client, waiting for the cluster: a worker (re)started while the
+    brokers restart waits them out instead of exiting."""
     deadline = time.monotonic() + timeout_s
     last: Exception | None = None
     while time.monotonic() < deadline:

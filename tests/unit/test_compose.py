@@ -596,3 +596,10 @@ def test_the_series_name_check_catches_wrong_suffixes():
     for wrong in ("stockflow_allocations", "stockflow_ready_total", "stockflow_processing_latency_seconds",
                   "stockflow_consumer_lag_total", "stockflow_events_processed_bucket"):
         assert wrong not in exported, wrong
+
+
+def test_order_intake_needs_a_credential_in_compose():
+    # open intake is for the laptop demo only; a compose stack publishes its ports
+    for name, svc in _workers().items():
+        env = _env(svc)
+        assert env.get(PREFIX + "INTAKE_TOKEN") or env.get(PREFIX + "INTAKE_HMAC_SECRET"), f"{name}: POST /orders is open"

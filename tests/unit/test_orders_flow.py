@@ -110,3 +110,37 @@ def test_preorder_promises_the_expected_supply_date():
     [alloc] = outputs(done, "allocations")
     # 3 units wait: PO-1 brings 2, PO-2 covers the third
     assert alloc["backorders"] == [{"line_id": "L0", "sku": "X", "qty": 3, "expected_date": "2026-12-09T00:00:00+00:00"}]
+
+
+def test_a_fill_larger_than_what_waits_keeps_only_the_need_and_gives_back_the_rest():
+    # found by the chaos suite: the owner's queue entry was set by a backorder
+    # command that crossed a fill in flight, so it granted 2 for 1 waiting
+    step = flow.on_create(None, create(lines=(("X", 2),)), {}, NODES, 50, AT)
+    half = flow.on_backorder_filled(step.state, {"fill_id": "f1", "line_id": "L0", "sku": "X", "nodes": {"A": 1}}, NODES, AT)
+    over = flow.on_backorder_filled(half.state, {"fill_id": "f2", "line_id": "L0", "sku": "X", "nodes": {"A": 1, "B": 2}},
+                                    NODES, AT)
+    line = over.state["lines"]["L0"]
+    assert line["alloc"] == {"A": 2} and line["backordered"] == 0
+    [back] = over.commands
+    assert back["cmd"] == "release" and back["nodes"] == {"B": 2}
+    placed = sum(ln["qty"] for sh in outputs(over, "allocations")[0]["shipments"] for ln in sh["lines"])
+    assert placed == 2
+    # nothing waits at all: everything goes back, no decision
+    none_left = flow.on_backorder_filled(over.state, {"fill_id": "f3", "line_id": "L0", "sku": "X", "nodes": {"B": 1}},
+                                         NODES, AT)
+    assert [c["nodes"] for c in none_left.commands] == [{"B": 1}] and not outputs(none_left, "allocations")
+
+
+def test_a_revocation_while_other_owners_still_answer_shrinks_the_grant():
+    # found by the chaos suite: the order decided with a grant its owner had
+    # already taken back, so it "held" a unit nobody reserved
+    step = flow.on_create(None, create(lines=(("X", 1), ("Y", 1))), {("X", "A"): 5, ("Y", "A"): 5}, NODES, 50, AT)
+    x = flow.on_reserved(step.state, reply(step, "X", {"A": 1}), {}, NODES, 50, AT)
+    assert x.state["phase"] == "reserving" and x.state["pending"] == ["Y"]
+    revoked = flow.on_revoked(x.state, {"revoke_id": "r1", "sku": "X", "node_id": "A", "qty": 1}, NODES, AT)
+    assert revoked.state["grants"]["X"] == {} and not revoked.outputs
+    done = flow.on_reserved(revoked.state, reply(revoked, "Y", {"A": 1}), {("X", "B"): 3}, NODES, 50, AT)
+    # X is asked for again (a re-plan), never placed from the lost grant
+    assert done.state["attempt"] == 2
+    assert {c["sku"] for c in done.commands if c["cmd"] == "reserve"} >= {"X"}
+    assert all(sum(ln["alloc"].values()) == 0 for ln in done.state["lines"].values())
