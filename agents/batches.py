@@ -1,6 +1,8 @@
 """The one loop every keyed agent runs: micro-batches from two co-partitioned topics."""
 from __future__ import annotations
 
+import logging
+import os
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 from .. import metrics
@@ -13,6 +15,9 @@ if TYPE_CHECKING:
     from ..app import Runtime
 
 Handler = Callable[["Runtime", Any, Any], Awaitable[None]]
+log = logging.getLogger(__name__)
+# Developer aid (the chaos suite's post-mortems): log every batch's offsets.
+TRACE = os.environ.get("STOCKFLOW_TRACE_BATCHES") == "1"
 
 
 def raw_topics(rt: "Runtime", *names: str) -> Any:
@@ -31,8 +36,19 @@ async def run_batches(rt: "Runtime", stream: Any, new_batch: Callable[[], Any],
             bind_event(event)
             metrics.EVENTS_PROCESSED.labels(event.message.topic).inc()
             await handlers[event.message.topic](rt, event, batch)
+        # Outputs first, acknowledged, then the state. A state that says an
+        # input was applied makes its redelivery a no-op, so it must never
+        # exist (locally or in the changelog) without the outputs it caused.
+        await rt.emit.drain(delivered=True)
         flush(rt, batch)
         await rt.emit.drain()
+        if TRACE:
+            spans: dict = {}
+            for e in events:
+                m = e.message
+                lo, hi = spans.get((m.topic, m.partition), (m.offset, m.offset))
+                spans[(m.topic, m.partition)] = (min(lo, m.offset), max(hi, m.offset))
+            log.warning("batch %s", sorted((t.rsplit(".", 1)[-1], p, lo, hi) for (t, p), (lo, hi) in spans.items()))
 
 
 def decode_keyed(rt: "Runtime", msg: Any, model: type, key_field: str) -> Any | None:
@@ -58,7 +74,18 @@ def first_sight(rt: "Runtime", msg: Any, record_key: str, event_id: str, applied
     dkey = dedupe_key(record_key, event_id)
     seen = classify(rt.seen.get(dkey), here, applied)
     if seen is not Seen.DUPLICATE:
-        rt.seen.put(dkey, here)
+        # Written again on a redelivery: see ``rewrite_on_redelivery``.
+        rt.seen.put(dkey, here, force=seen is Seen.REDELIVERED)
     if seen is not Seen.NEW:
         metrics.DUPLICATES_SKIPPED.labels(msg.topic).inc()
     return seen
+
+
+# Why a redelivered record rewrites its key's state (``rewrite_on_redelivery``
+# in the agents): a worker restarted on its own data dir may hold a local
+# state ahead of the changelog (written after the last commit, its changelog
+# record lost with the process). The redelivery sees "applied" and changes
+# nothing, so without a rewrite the changelog would stay behind, and the next
+# worker to own the partition would restore the stale value and lose updates
+# (found by tests/chaos). Every such key has a redelivered record, since the
+# changelog is flushed before each commit.

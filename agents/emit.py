@@ -46,13 +46,18 @@ class Emitter:
         k = key.encode("utf-8") if isinstance(key, str) else key
         self.pending.append((topic, k, value))
 
-    async def drain(self) -> None:
+    async def drain(self, delivered: bool = False) -> None:
+        """Hand every pending record to the producer; with ``delivered``, also
+        wait until the broker has acknowledged each of them."""
         async with self._lock:
             producer = self.app.producer
+            acks = []
             while self.pending:
                 pending, self.pending = self.pending, []
                 for topic, key, value in pending:
-                    await producer.send(topic, key, value, None, None, None)
+                    acks.append(await producer.send(topic, key, value, None, None, None))
+            if delivered and acks:
+                await asyncio.gather(*acks)
 
     def dead_letter(
         self,

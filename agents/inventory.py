@@ -18,7 +18,7 @@ import orjson
 
 from .. import metrics
 from ..domain import reservations as owner
-from ..domain.atp import Backorder, SkuState, apply_movement, availability_rows
+from ..domain.atp import Backorder, SkuState, advance, apply_movement, availability_rows
 from ..domain.idempotency import Seen
 from ..domain.sourcing import LineRequest, SourcingRequest, source
 from ..streams.codec import decode_key
@@ -93,9 +93,9 @@ async def handle_movement(rt: "Runtime", event: Any, batch: StockBatch) -> None:
     if seen is Seen.DUPLICATE:
         return
     if seen is Seen.REDELIVERED:
-        # Applied before a crash; its availability event may not have been
-        # written, and re-sending a snapshot is harmless.
-        batch.touched[(m.sku, m.node_id)] = event
+        # Applied before a crash: rewrite the state (batches.py says why) and
+        # re-send the availability snapshot, which may have been lost.
+        batch.keep(state, event, (m.node_id,))
         return
     before = state.node(m.node_id).on_hand
     result = apply_movement(state, m, source_tp, msg.offset)
@@ -127,9 +127,14 @@ async def handle_command(rt: "Runtime", event: Any, batch: StockBatch) -> None:
     source_tp = f"{msg.topic}:{msg.partition}"
     state = batch.state(rt, sku)
     seen = first_sight(rt, msg, sku, cmd_id, state.applied(source_tp, msg.offset))
-    # A redelivered reserve is re-run: it sets (not adds), so the state
-    # stays the same and the reply, possibly lost in the crash, goes again.
-    if seen is Seen.DUPLICATE or (seen is Seen.REDELIVERED and kind != "reserve"):
+    if seen is Seen.DUPLICATE:
+        return
+    if seen is Seen.REDELIVERED:
+        # Applied before: its replies were acknowledged before the state was
+        # written (batches.py), so nothing is re-run. Re-running a reserve
+        # would restore a holding that a later consume, release or revocation
+        # lowered (found by tests/chaos). Rewrite the state (batches.py says why).
+        batch.keep(state, event, ())
         return
     nodes = rt.node_view.nodes
     pick = rt.extras["pick"]
@@ -147,8 +152,7 @@ async def handle_command(rt: "Runtime", event: Any, batch: StockBatch) -> None:
         result = owner.add_backorders(state, cmd, nodes, pick)
     if result.oversell:
         metrics.OVERSELL_VIOLATIONS.inc(result.oversell)
-    offsets = dict(result.state.offsets)
-    offsets[source_tp] = msg.offset
+    offsets = advance(result.state.offsets, source_tp, msg.offset)
     batch.keep(replace(result.state, offsets=offsets), event, result.changed_nodes)
     _reply(rt, result.replies)
 

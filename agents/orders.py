@@ -14,6 +14,7 @@ import orjson
 from .. import metrics
 from ..domain import lifecycle
 from ..domain import orders as flow
+from ..domain.atp import advance
 from ..domain.idempotency import Seen
 from ..streams import events as ev
 from ..tables.context import bind_event
@@ -47,6 +48,13 @@ def _applied(state: dict | None, source: str, offset: int) -> bool:
     return last is not None and offset <= last
 
 
+def _rewrite_on_redelivery(batch: OrderBatch, seen: Seen, state: dict | None, event: Any) -> None:
+    """A record applied before a crash writes its order's state again, so a
+    changelog behind the local store catches up (agents/batches.py)."""
+    if seen is Seen.REDELIVERED and state is not None:
+        batch.states[state["order_id"]] = (state, event)
+
+
 def write(rt: "Runtime", step: flow.Step, event: Any, batch: OrderBatch, source: str) -> None:
     """Apply a step: a dead letter, or the new state, commands and outputs."""
     msg = event.message
@@ -54,7 +62,7 @@ def write(rt: "Runtime", step: flow.Step, event: Any, batch: OrderBatch, source:
         rt.emit.dead_letter_record(msg, *step.dead_letter)
         return
     if step.state is not None:
-        step.state.setdefault("offsets", {})[source] = msg.offset
+        step.state["offsets"] = advance(step.state.get("offsets", {}), source, msg.offset)
         batch.states[step.state["order_id"]] = (step.state, event)
     for cmd in step.commands:
         rt.emit.send_raw(rt.topics.sku_commands, cmd["sku"], orjson.dumps(cmd))
@@ -77,7 +85,9 @@ async def handle_command(rt: "Runtime", event: Any, batch: OrderBatch) -> None:
         return
     source = f"{msg.topic}:{msg.partition}"
     state = batch.state(rt, cmd.order_id)
-    if first_sight(rt, msg, cmd.order_id, cmd.event_id, _applied(state, source, msg.offset)) is not Seen.NEW:
+    seen = first_sight(rt, msg, cmd.order_id, cmd.event_id, _applied(state, source, msg.offset))
+    if seen is not Seen.NEW:
+        _rewrite_on_redelivery(batch, seen, state, event)
         return
     at = now()
     nodes = rt.node_view.nodes
@@ -114,7 +124,9 @@ async def handle_update(rt: "Runtime", event: Any, batch: OrderBatch) -> None:
     if state is None:
         rt.emit.dead_letter_record(msg, "unknown_order", f"{upd.type} for unknown order {upd.order_id!r}")
         return
-    if first_sight(rt, msg, upd.order_id, upd.event_id, _applied(state, source, msg.offset)) is not Seen.NEW:
+    seen = first_sight(rt, msg, upd.order_id, upd.event_id, _applied(state, source, msg.offset))
+    if seen is not Seen.NEW:
+        _rewrite_on_redelivery(batch, seen, state, event)
         return
     write(rt, lifecycle.on_fulfillment(state, upd, rt.node_view.nodes, now()), event, batch, source)
 
@@ -132,9 +144,12 @@ async def handle_reply(rt: "Runtime", event: Any, batch: OrderBatch) -> None:
     if state is None:
         rt.emit.dead_letter_record(msg, "unknown_order", f"{kind} for unknown order {order_id!r}")
         return
+    # No offset check here: replies carry their own ids and the domain
+    # functions ignore one they have applied (a reply not pending any more,
+    # a remembered fill or revocation). An offset check would drop a reply
+    # handed over past a gap in a rebalance (idempotency.classify says why).
     if _applied(state, source, msg.offset):
-        metrics.DUPLICATES_SKIPPED.labels(msg.topic).inc()
-        return
+        _rewrite_on_redelivery(batch, Seen.REDELIVERED, state, event)
     at = now()
     nodes = rt.node_view.nodes
     if kind == "reserved":

@@ -186,9 +186,16 @@ def apply_movement(
         stock[m.node_id] = after
     changed = (m.node_id,) if after != before else ()
     short = (m.node_id,) if after.on_hand < after.reserved else ()
-    offsets = dict(state.offsets)
-    offsets[source] = offset
-    return MovementResult(replace(state, stock=stock, supply=supply, offsets=offsets), changed, short)
+    return MovementResult(replace(state, stock=stock, supply=supply, offsets=advance(state.offsets, source, offset)), changed, short)
+
+
+def advance(offsets: Mapping[str, int], source: str, offset: int) -> dict[str, int]:
+    """The applied-offsets map after applying ``offset`` of ``source``: it only
+    moves forward, since a record re-run on redelivery (a reserve) must not
+    make later, already applied records look new (found by tests/chaos)."""
+    out = dict(offsets)
+    out[source] = max(offset, out.get(source, -1))
+    return out
 
 
 def availability_rows(

@@ -28,7 +28,16 @@ def dedupe_key(record_key: str, event_id: str) -> str:
 
 
 def classify(first_seen_at: str | None, here: str, state_has_offset: bool) -> Seen:
-    if first_seen_at is not None and first_seen_at != here:
+    """The seen marker decides; the state's applied offset only tells a
+    redelivery from a state that was lost. A record never seen is new even
+    below the state's highest applied offset: across a rebalance the consumer
+    can hand over records past a gap (found by tests/chaos), so "highest
+    offset applied" does not mean "every offset below it applied". Both the
+    marker and the state are written with each batch and again on every
+    redelivery, so neither can fall behind the other for long."""
+    if first_seen_at is None:
+        return Seen.NEW
+    if first_seen_at != here:
         return Seen.DUPLICATE
     if state_has_offset:
         return Seen.REDELIVERED

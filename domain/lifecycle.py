@@ -119,7 +119,9 @@ def on_fulfillment(state: dict, upd: FulfillmentUpdate, nodes: Mapping[str, Node
             "lines": [{"line_id": lid, "sku": sku, "qty": q} for lid, sku, q in lines]}, upd.event_id)))
         _status_only(state, at, step)
         return step
-    if not sh["lines"]:
+    # a shipment that already shipped some units is not cancelled by a short
+    # of the rest: the decision must keep listing what it shipped
+    if not sh["lines"] and not any(sh.get("shipped", {}).values()):
         sh["status"] = "cancelled"
     _decide(state, at, step, cause=upd.event_id, notify="delayed")
     return step

@@ -502,11 +502,13 @@ def _shrink_shipments(state: dict, node_id: str, line_id: str, qty: int, step: S
         sh = state["shipments"][sid]
         if sh["node_id"] != node_id or sh["status"] == "cancelled" or qty <= 0:
             continue
+        took = False
         for entry in sh["lines"]:
             if entry[0] == line_id and entry[2] > 0 and qty > 0:
                 take = min(entry[2], qty)
                 entry[2] -= take
                 qty -= take
+                took = True
                 step.outputs.append(("fulfillment_requests", node_id, {
                     "request_id": f"{sid}:cancel:{state['seq'] + 1}", "node_id": node_id,
                     "order_id": state["order_id"], "shipment_id": sid, "method": state["delivery"]["method"],
@@ -514,6 +516,11 @@ def _shrink_shipments(state: dict, node_id: str, line_id: str, qty: int, step: S
                     "address": state["delivery"].get("address"), "pickup_node_id": state["delivery"].get("pickup_node_id"),
                     "action": "cancel",
                 }))
+        if not took:
+            # found by the chaos suite: a shipment at this node that had
+            # already shipped everything was marked cancelled here, and the
+            # next decision dropped its shipped units
+            continue
         sh["lines"] = [e for e in sh["lines"] if e[2] > 0]
-        if not sh["lines"]:
+        if not sh["lines"] and not any(sh.get("shipped", {}).values()):
             sh["status"] = "cancelled"

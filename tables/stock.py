@@ -32,9 +32,9 @@ class SeenTable:
     def get(self, key: str) -> str | None:
         return self.table.get(key.encode())
 
-    def put(self, key: str, where: str) -> None:
+    def put(self, key: str, where: str, force: bool = False) -> None:
         k = key.encode()
-        if self.table.get(k) != where:
+        if force or self.table.get(k) != where:
             self.table[k] = where
 
 

@@ -138,3 +138,14 @@ def test_offsets_mark_applied_and_state_round_trips():
     before = state.to_dict()
     apply_movement(state, mv("sale", 1), SRC, 5)
     assert state.to_dict() == before
+
+
+def test_applied_offsets_only_move_forward():
+    # found by the chaos suite: a redelivered reserve is re-run, and writing
+    # its (lower) offset made a later, applied consume look new: applied twice
+    from stockflow.domain.atp import advance
+
+    offsets = advance({}, "cmds:3", 82)
+    assert advance(offsets, "cmds:3", 78) == {"cmds:3": 82}
+    assert advance(offsets, "cmds:3", 90) == {"cmds:3": 90}
+    assert advance(offsets, "moves:3", 5) == {"cmds:3": 82, "moves:3": 5}

@@ -127,3 +127,30 @@ def test_notification_ids_differ_per_cause_and_repeat_per_replay():
     ids_b = [n["notification_id"] for n in out(b, "notifications")]
     assert ids_a != ids_b
     assert ids_a == [n["notification_id"] for n in out(again, "notifications")]
+
+
+def placed(step, line_id):
+    [decision] = out(step, "allocations")
+    return sum(ln["qty"] for sh in decision["shipments"] for ln in sh["lines"] if ln["line_id"] == line_id)
+
+
+def test_shipped_units_stay_in_the_decision_when_their_node_loses_other_stock():
+    # found by the chaos suite: a revocation at a node visits the node's
+    # shipments newest first; a later, fully shipped one was marked cancelled
+    # on the way, and the decision dropped its shipped units
+    state = allocated_order()
+    s1 = state["shipments"]["o1-S1"]
+    s1["lines"] = [e for e in s1["lines"] if e[0] != "L2"]
+    state["shipments"]["o1-S2"] = dict(s1, lines=[["L2", "Y", 1]], status="released")
+    state = lifecycle.on_fulfillment(state, upd("shipped", [("L2", "Y", 1)], shipment="o1-S2"), NODES, AT).state
+    revoked = flow.on_revoked(state, {"revoke_id": "r1", "sku": "X", "node_id": "A", "qty": 1}, NODES, AT)
+    assert revoked.state["shipments"]["o1-S2"]["status"] == "shipped"
+    assert placed(revoked, "L2") == 1 and placed(revoked, "L1") == 2
+
+
+def test_a_short_after_a_partial_ship_keeps_the_shipped_units():
+    state = allocated_order()
+    state = lifecycle.on_fulfillment(state, upd("shipped", [("L1", "X", 2)], event_id="s1"), NODES, AT).state
+    step = lifecycle.on_fulfillment(state, upd("short", [("L1", "X", 1), ("L2", "Y", 1)], event_id="s2"), NODES, AT)
+    assert step.state["shipments"]["o1-S1"]["status"] != "cancelled"
+    assert placed(step, "L1") == 2
