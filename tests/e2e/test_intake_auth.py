@@ -2,28 +2,18 @@
 from __future__ import annotations
 
 import json
-import urllib.error
-import urllib.request
 
 import pytest
 
 from stockflow.connectors.auth import SIGNATURE_HEADER, sign
 
-from ..support import order_create, parse_metric, http_get, wait_until
+from ..support import http_get, order_create, parse_metric, post, wait_until
 
 pytestmark = pytest.mark.e2e
 
 TOKEN = "tok-e2e-4f9a1c"
 HMAC_SECRET = "hmac-e2e-77b2d0"
 
-
-def post(url: str, body: bytes, headers: dict) -> tuple[int, dict]:
-    req = urllib.request.Request(url, data=body, method="POST", headers={"Content-Type": "application/json", **headers})
-    try:
-        with urllib.request.urlopen(req, timeout=15) as r:
-            return r.status, json.loads(r.read())
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read() or b"{}")
 
 
 def test_intake_requires_a_valid_credential_and_counts_refusals(cluster):

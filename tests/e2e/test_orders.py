@@ -1,27 +1,16 @@
 """Orders end to end on the real broker: capture, sourcing, reservation, backorders, shortage."""
 from __future__ import annotations
 
-import json
-import urllib.request
 from collections import Counter, defaultdict
 
 import pytest
 
-from ..support import http_get, movement, node_record, order_create, wait_until
+from ..support import http_get, movement, node_record, order_create, post, wait_until
 
 pytestmark = pytest.mark.e2e
 
 BERLIN = (52.52, 13.40)
 
-
-def post(url: str, body) -> tuple[int, dict]:
-    data = body if isinstance(body, bytes) else json.dumps(body).encode()
-    req = urllib.request.Request(url, data=data, method="POST", headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=15) as r:
-            return r.status, json.loads(r.read())
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read() or b"{}")
 
 
 def decisions(cluster) -> dict[str, list[dict]]:

@@ -5,15 +5,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from stockflow.connectors.shopify import ROUTE, sign
 
-from ..support import http_get, movement, node_record, wait_until
+from ..support import http_get, movement, node_record, post, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -28,14 +26,6 @@ def stockflow(cluster, *argv: str, timeout: float = 120) -> subprocess.Completed
     return subprocess.run([sys.executable, "-m", "stockflow.cli", *argv], env=env, capture_output=True,
                           text=True, timeout=timeout, stdin=subprocess.DEVNULL)
 
-
-def post(url: str, data: bytes, headers: dict) -> tuple[int, dict]:
-    req = urllib.request.Request(url, data=data, method="POST", headers={"Content-Type": "application/json", **headers})
-    try:
-        with urllib.request.urlopen(req, timeout=15) as r:
-            return r.status, json.loads(r.read())
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read() or b"{}")
 
 
 def on_hand(worker, sku: str) -> dict[str, int]:
