@@ -89,23 +89,29 @@ def _make_buffer_flush_drain() -> None:
     gives up once 0.1 s passes without a message going out (a loaded machine,
     a broker restarting): the commit then goes ahead with table changelog
     records still buffered, and a SIGKILL at that moment loses those updates
-    for good (found by tests/chaos). Flush until the buffer is empty and the
-    message being handed to the producer has been handed over."""
+    for good (found by tests/chaos). Flush until every record put before the
+    flush began has been handed to the producer. Only those: the offsets to
+    commit are chosen before the flush, and waiting for an empty buffer
+    while the agents keep writing could stall a commit for seconds."""
     from faust.transport.producer import ProducerBuffer
 
     if getattr(ProducerBuffer, "_stockflow_drains", False):
         return
-    handover = ProducerBuffer._send_pending
+    put, handover = ProducerBuffer.put, ProducerBuffer._send_pending
+
+    def _put(self, fut) -> None:
+        self._stockflow_put = getattr(self, "_stockflow_put", 0) + 1
+        put(self, fut)
 
     async def _send_pending(self, fut) -> None:
-        self._stockflow_inflight = getattr(self, "_stockflow_inflight", 0) + 1
         try:
             await handover(self, fut)
         finally:
-            self._stockflow_inflight -= 1
+            self._stockflow_sent = getattr(self, "_stockflow_sent", 0) + 1
 
     async def flush(self) -> None:
-        while self.size or getattr(self, "_stockflow_inflight", 0):
+        target = getattr(self, "_stockflow_put", 0)
+        while getattr(self, "_stockflow_sent", 0) < target:
             if self.state != "running" and self.size:
                 raise RuntimeError("Cannot flush: Producer not Running")
             self.message_sent.clear()
@@ -114,6 +120,7 @@ def _make_buffer_flush_drain() -> None:
             except asyncio.TimeoutError:
                 pass  # still sending (broker away?): keep waiting, never commit ahead
 
+    ProducerBuffer.put = _put
     ProducerBuffer._send_pending = _send_pending
     ProducerBuffer.flush = flush
     ProducerBuffer._stockflow_drains = True

@@ -41,3 +41,34 @@ def test_flush_waits_for_every_slow_send():
             await buf.stop()
 
     assert asyncio.run(run()) == [0, 1, 2, 3]
+
+
+def test_flush_does_not_wait_for_records_put_after_it_began():
+    _make_buffer_flush_drain()
+
+    async def run() -> tuple[list[int], float]:
+        channel = SlowChannel(0.2)
+        buf = ProducerBuffer()
+        buf.app = SimpleNamespace(conf=SimpleNamespace(producer_threaded=False))
+        await buf.start()
+        try:
+            buf.put(SimpleNamespace(n=0, message=SimpleNamespace(channel=channel)))
+
+            async def keep_writing() -> None:  # agents go on writing during a commit
+                for n in range(1, 30):
+                    buf.put(SimpleNamespace(n=n, message=SimpleNamespace(channel=channel)))
+                    await asyncio.sleep(0.05)
+
+            writer = asyncio.ensure_future(keep_writing())
+            t0 = asyncio.get_running_loop().time()
+            await asyncio.wait_for(buf.flush(), timeout=10)
+            took = asyncio.get_running_loop().time() - t0
+            sent = list(channel.sent)
+            writer.cancel()
+            await asyncio.wait_for(buf.flush(), timeout=20)  # the rest, before stopping
+            return sent, took
+        finally:
+            await buf.stop()
+
+    sent, took = asyncio.run(run())
+    assert sent[0] == 0 and took < 1.5  # record 0 out; not held up by the 29 written after
