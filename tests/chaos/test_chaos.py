@@ -47,7 +47,9 @@ CALM = os.environ.get("STOCKFLOW_CHAOS_CALM") == "1"
 NODES = {"DC1": (50.11, 8.68), "DC2": (52.37, 9.73), "S1": (52.52, 13.40), "S2": (53.55, 9.99),
          "S3": (48.14, 11.58), "S4": (50.94, 6.96)}
 RELATIVE = {"receipt": 1, "transfer_in": 1, "adjustment": 1, "sale": -1, "damage": -1, "transfer_out": -1}
-WORKER_ENV = {"STOCKFLOW_SESSION_TIMEOUT_S": "6", "STOCKFLOW_TABLE_STANDBY_REPLICAS": "1",
+# STOCKFLOW_CHAOS_STANDBY and STOCKFLOW_CHAOS_BROKER_RESTART=0 isolate causes in post-mortems
+WORKER_ENV = {"STOCKFLOW_SESSION_TIMEOUT_S": "6",
+              "STOCKFLOW_TABLE_STANDBY_REPLICAS": os.environ.get("STOCKFLOW_CHAOS_STANDBY", "1"),
               "STOCKFLOW_TRACE_BATCHES": os.environ.get("STOCKFLOW_TRACE_BATCHES", "0")}
 
 
@@ -271,6 +273,8 @@ def test_chaos_nothing_lost_nothing_doubled(chaos_broker, tmp_path):
         broker_at, grow_at, shrink_at = 0.45 * PLAN.feed_s, 0.25 * PLAN.feed_s, 0.65 * PLAN.feed_s
         if CALM:
             kill_at, broker_at, grow_at, shrink_at = [], None, None, None
+        if os.environ.get("STOCKFLOW_CHAOS_BROKER_RESTART") == "0":
+            broker_at = None
         dead_worker = None
         extra = None
         t0 = time.monotonic()
