@@ -74,15 +74,15 @@ def first_sight(rt: "Runtime", msg: Any, record_key: str, event_id: str, applied
     dkey = dedupe_key(record_key, event_id)
     seen = classify(rt.seen.get(dkey), here, applied)
     if seen is not Seen.DUPLICATE:
-        # Written again on a redelivery: see ``rewrite_on_redelivery``.
+        # Written again on a redelivery: see the note at the end of this module.
         rt.seen.put(dkey, here, force=seen is Seen.REDELIVERED)
     if seen is not Seen.NEW:
         metrics.DUPLICATES_SKIPPED.labels(msg.topic).inc()
     return seen
 
 
-# Why a redelivered record rewrites its key's state (``rewrite_on_redelivery``
-# in the agents): a worker restarted on its own data dir may hold a local
+# Why a redelivered record rewrites its key's state (inventory.py's
+# REDELIVERED branches, orders.py's ``_rewrite_on_redelivery``): a worker restarted on its own data dir may hold a local
 # state ahead of the changelog (written after the last commit, its changelog
 # record lost with the process). The redelivery sees "applied" and changes
 # nothing, so without a rewrite the changelog would stay behind, and the next
