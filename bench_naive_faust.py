@@ -8,16 +8,15 @@ outputs: the per-event cost of the framework itself.
 
 Run as ``python -m stockflow.bench_naive_faust --bootstrap B --topic T
 --app-id A --data-dir D --expect N --result F``; when the agent has taken N
-events it writes ``{"n", "first", "done"}`` (``time.monotonic()`` of the
-first and the N-th event) to F, then keeps running until SIGTERM.
+events it writes the result file (``bench_clock.py``), then keeps running
+until SIGTERM.
 """
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
-import time
+
+from .bench_clock import Clock
 
 
 def build(args):
@@ -39,7 +38,7 @@ def build(args):
     topic = app.topic(args.topic, key_type=bytes, value_type=bytes)
     schema = faust.Schema(key_type=str, value_type=int, key_serializer="json", value_serializer="json")
     table = app.Table("atp", default=int, partitions=args.partitions, schema=schema)
-    state = {"n": 0, "first": None, "written": False}
+    clock = Clock(args.expect, args.warmup, args.result)
 
     @app.agent(topic)
     async def aggregate(stream):
@@ -47,16 +46,7 @@ def build(args):
             m = orjson.loads(value)
             key = f"{m['sku']}|{m['node_id']}"
             table[key] += m["qty"]
-            state["n"] += 1
-            if state["n"] == max(1, args.warmup):
-                state["first"] = time.monotonic()
-            if state["n"] >= args.expect and not state["written"]:
-                state["written"] = True
-                tmp = args.result + ".tmp"
-                with open(tmp, "w") as f:
-                    json.dump({"n": state["n"], "from": max(1, args.warmup), "first": state["first"],
-                               "done": time.monotonic()}, f)
-                os.replace(tmp, args.result)
+            clock.tick()
 
     return app
 

@@ -8,16 +8,14 @@ so the state holds one figure per SKU and node).
 
 Run as ``python -m stockflow.bench_quix --bootstrap B --topic T --group G
 --state-dir D --expect N --result F``; when N events have been aggregated it
-writes ``{"n", "from", "first", "done"}`` (``time.monotonic()`` when the
-``--warmup``-th and the N-th event were taken) to F and stops the application.
+writes the result file (``bench_clock.py``) and stops the application.
 """
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
-import time
+
+from .bench_clock import Clock
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -43,21 +41,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     topic = app.topic(args.topic, key_deserializer="bytes", value_deserializer="json")
     sdf = app.dataframe(topic)
-    progress = {"n": 0, "first": None, "written": False}
+    clock = Clock(args.expect, args.warmup, args.result)
 
     def aggregate(value: dict, state) -> None:
         node = value["node_id"]
         state.set(node, state.get(node, 0) + value["qty"])
-        progress["n"] += 1
-        if progress["n"] == max(1, args.warmup):
-            progress["first"] = time.monotonic()
-        if progress["n"] >= args.expect and not progress["written"]:
-            progress["written"] = True
-            tmp = args.result + ".tmp"
-            with open(tmp, "w") as f:
-                json.dump({"n": progress["n"], "from": max(1, args.warmup), "first": progress["first"],
-                           "done": time.monotonic()}, f)
-            os.replace(tmp, args.result)
+        if clock.tick():
             app.stop()
 
     sdf = sdf.update(aggregate, stateful=True)
