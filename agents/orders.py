@@ -148,8 +148,8 @@ async def handle_reply(rt: "Runtime", event: Any, batch: OrderBatch) -> None:
     # functions ignore one they have applied (a reply not pending any more,
     # a remembered fill or revocation). An offset check would drop a reply
     # handed over past a gap in a rebalance (idempotency.classify says why).
-    if _applied(state, source, msg.offset):
-        _rewrite_on_redelivery(batch, Seen.REDELIVERED, state, event)
+    # ``write`` stores the state even for a reply ignored that way, which is
+    # the rewrite a redelivery needs (agents/batches.py).
     at = now()
     nodes = rt.node_view.nodes
     if kind == "reserved":
