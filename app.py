@@ -27,9 +27,7 @@ def _faust_credentials(settings: Settings) -> Any:
     if settings.kafka_sasl_mechanism:
         return faust.SASLCredentials(
             username=settings.kafka_sasl_username,
-            password=settings.kafka_sasl_password.get_secret_value()
-            if settings.kafka_sasl_password
-            else None,
+            password=settings.secret(settings.kafka_sasl_password),
             mechanism=settings.kafka_sasl_mechanism,
             ssl_context=ctx,
         )

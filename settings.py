@@ -76,7 +76,7 @@ class Settings(BaseSettings):
             ctx.load_cert_chain(
                 str(self.kafka_ssl_certfile),
                 str(self.kafka_ssl_keyfile) if self.kafka_ssl_keyfile else None,
-                self.kafka_ssl_key_password.get_secret_value() if self.kafka_ssl_key_password else None,
+                self.secret(self.kafka_ssl_key_password),
             )
         return ctx
 
@@ -89,7 +89,7 @@ class Settings(BaseSettings):
             kw["sasl_mechanism"] = self.kafka_sasl_mechanism
             kw["sasl_plain_username"] = self.kafka_sasl_username
             if self.kafka_sasl_password is not None:
-                kw["sasl_plain_password"] = self.kafka_sasl_password.get_secret_value()
+                kw["sasl_plain_password"] = self.secret(self.kafka_sasl_password)
         return kw
 
     @staticmethod
