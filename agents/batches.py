@@ -1,8 +1,6 @@
 """The one loop every keyed agent runs: micro-batches from two co-partitioned topics."""
 from __future__ import annotations
 
-import logging
-import os
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 from .. import metrics
@@ -10,14 +8,12 @@ from ..domain.idempotency import Seen, classify, dedupe_key, position
 from ..streams.codec import decode, decode_key
 from ..streams.exceptions import DecodeError
 from ..tables.context import bind_event
+from . import trace
 
 if TYPE_CHECKING:
     from ..app import Runtime
 
 Handler = Callable[["Runtime", Any, Any], Awaitable[None]]
-log = logging.getLogger(__name__)
-# Developer aid (the chaos suite's post-mortems): log every batch's offsets.
-TRACE = os.environ.get("STOCKFLOW_TRACE_BATCHES") == "1"
 
 
 def raw_topics(rt: "Runtime", *names: str) -> Any:
@@ -34,6 +30,8 @@ async def run_batches(rt: "Runtime", stream: Any, new_batch: Callable[[], Any],
         for event in events:
             # Faust reads and writes a table in the partition of the current event.
             bind_event(event)
+            if trace.TRACE:
+                trace.handled(event.message)
             metrics.EVENTS_PROCESSED.labels(event.message.topic).inc()
             await handlers[event.message.topic](rt, event, batch)
         # Outputs first, acknowledged, then the state. A state that says an
@@ -42,13 +40,8 @@ async def run_batches(rt: "Runtime", stream: Any, new_batch: Callable[[], Any],
         await rt.emit.drain(delivered=True)
         flush(rt, batch)
         await rt.emit.drain()
-        if TRACE:
-            spans: dict = {}
-            for e in events:
-                m = e.message
-                lo, hi = spans.get((m.topic, m.partition), (m.offset, m.offset))
-                spans[(m.topic, m.partition)] = (min(lo, m.offset), max(hi, m.offset))
-            log.warning("batch %s", sorted((t.rsplit(".", 1)[-1], p, lo, hi) for (t, p), (lo, hi) in spans.items()))
+        if trace.TRACE:
+            trace.batch_done(events)
 
 
 def decode_keyed(rt: "Runtime", msg: Any, model: type, key_field: str) -> Any | None:

@@ -30,11 +30,11 @@ def dedupe_key(record_key: str, event_id: str) -> str:
 def classify(first_seen_at: str | None, here: str, state_has_offset: bool) -> Seen:
     """A state that has applied this offset makes the record a redelivery even
     without its seen marker: the marker and the state go to different
-    changelog partitions, and a SIGKILL can land one without the other
-    (tests/integration/test_crash.py failed with 1,887 SKU-nodes applied twice
-    when a missing marker was read as "new"). The price, open in
-    docs/reliability.md: a record handed over past a gap in a rebalance, below
-    the state's highest applied offset, is taken for a redelivery and lost."""
+    changelog partitions, and a SIGKILL can land one without the other. The
+    price, open in docs/reliability.md (bug 7): a record handed over below the
+    state's highest applied offset is taken for a redelivery, so records must
+    reach the agent in offset order (app.py keeps Faust from dropping queued
+    records, bug 9)."""
     if first_seen_at is not None and first_seen_at != here:
         return Seen.DUPLICATE
     if state_has_offset:
