@@ -149,7 +149,9 @@ def _never_commit_past_dropped_records() -> None:
         if tp.topic in COMPACTED_INPUTS:
             await add_gap(self, tp, offset_from, offset_to)
             return
-        log.warning("offsets %d..%d of %s:%d never reached a stream: not committing past them",
+        # Also seen when a seek rewinds the read offset while later records
+        # are still queued: harmless then, since they are handled in order.
+        log.warning("offsets %d..%d of %s:%d jumped over (queued before a seek, or dropped): not committed over",
                     offset_from, offset_to - 1, tp.topic, tp.partition)
 
     Consumer._add_gap = _add_gap
