@@ -125,7 +125,7 @@ def _make_buffer_flush_drain() -> None:
 
 
 # Topics where an offset jump is normal (compaction removes records); on
-# every other input topic a jump means records were dropped before a handler
+# every other input topic a jump can mean records dropped before a handler
 # saw them, and committing past it would lose them.
 COMPACTED_INPUTS: set[str] = set()
 
@@ -138,7 +138,7 @@ def _never_commit_past_dropped_records() -> None:
     then skips them for good (tests/integration/test_crash.py lost 512
     records per partition at a restart this way). On append-only topics we
     leave the jump uncommitted: Faust's own check then holds the commit at
-    the hole, so the records come back on the next assignment."""
+    the hole, so nothing unhandled is ever committed as done."""
     from faust.transport.consumer import Consumer
 
     if getattr(Consumer, "_stockflow_gaps", False):
