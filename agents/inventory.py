@@ -32,7 +32,7 @@ from .emit import now, observe_latency
 if TYPE_CHECKING:
     from ..app import Runtime
 
-COMMANDS = {"reserve", "release", "consume", "backorder", "short", "restock"}
+COMMANDS = {"reserve", "release", "consume", "backorder", "short", "restock", "unrevoke"}
 
 
 class StockBatch:
@@ -128,6 +128,8 @@ async def handle_command(rt: "Runtime", event: Any, batch: StockBatch) -> None:
     state = batch.state(rt, sku)
     seen = first_sight(rt, msg, sku, cmd_id, state.applied(source_tp, msg.offset))
     if seen is Seen.DUPLICATE:
+        if kind == "reserve":
+            _reply(rt, owner.answer_again(state, cmd, rt.node_view.nodes).replies)
         return
     if seen is Seen.REDELIVERED:
         # Applied before: its replies were acknowledged before the state was
@@ -148,6 +150,8 @@ async def handle_command(rt: "Runtime", event: Any, batch: StockBatch) -> None:
         result = owner.short(state, cmd, nodes)
     elif kind == "restock":
         result = owner.restock(state, cmd, nodes, pick)
+    elif kind == "unrevoke":
+        result = owner.unrevoke(state, cmd, nodes)
     else:
         result = owner.add_backorders(state, cmd, nodes, pick)
     if result.oversell:

@@ -60,6 +60,10 @@ class SkuState:
     # order_id -> the latest planning attempt seen, so a stale request loses.
     attempts: Mapping[str, int] = field(default_factory=dict)
     backorders: tuple[Backorder, ...] = ()
+    # order_id -> node_id -> units an order gave back (shipped, released,
+    # shorted) beyond what it held here, because we had revoked them first;
+    # settled by the order's ``unrevoke`` (domain/reservations.py).
+    owed: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
     # Highest input offset applied, per source ("topic:partition"). A SKU's
     # records always come from one partition of each topic, so this tells a
     # redelivered record (offset <= it) from a new one, and it travels in the
@@ -82,6 +86,7 @@ class SkuState:
             "res": {o: dict(r) for o, r in self.reservations.items()},
             "att": dict(self.attempts),
             "bo": [b.to_list() for b in self.backorders],
+            **({"owed": {o: dict(n) for o, n in self.owed.items()}} if self.owed else {}),
         }
 
     @classmethod
@@ -94,6 +99,7 @@ class SkuState:
             reservations={o: dict(r) for o, r in d.get("res", {}).items()},
             attempts=dict(d.get("att", {})),
             backorders=tuple(Backorder.from_list(b) for b in d.get("bo", ())),
+            owed={o: dict(n) for o, n in d.get("owed", {}).items()},
         )
 
 

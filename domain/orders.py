@@ -121,7 +121,10 @@ def _plan_and_reserve(state: dict, view: Mapping[tuple[str, str], int], nodes: M
     state["plan_lines"] = per_line
     state["reasons"] = dict(plan.reasons)
     state["grants"] = {}
-    skus = sorted(set(want) | set(own or {}))
+    # Every SKU of the order, wanted or not: an order re-run after losing its
+    # state may plan differently, and each owner's answer (answer_again in
+    # domain/reservations.py) is how it learns what the first run holds.
+    skus = sorted({sku for _, sku, _ in lines} | set(want) | set(own or {}))
     state["pending"] = skus
     state["phase"] = "reserving"
     commands = [
@@ -489,10 +492,16 @@ def on_revoked(state: dict, reply: Mapping, nodes: Mapping[str, Node], at: datet
         ln["backordered"] += take
         _shrink_shipments(state, node_id, lid, take, step)
         entries.append(_backorder_entry(state, lid, ln["backordered"], exclude=[node_id]))
-    if entries:
-        # The owner re-sources from other nodes at once, or queues the rest.
-        step.commands.append({"cmd": "backorder", "cmd_id": f"{reply['revoke_id']}:bo", "order_id": state["order_id"],
-                              "sku": sku, "entries": entries})
+    if left > 0:
+        # Units we no longer hold here: shipped, released or shorted, with
+        # that command still on its way to the owner when it revoked them.
+        step.commands.append({"cmd": "unrevoke", "cmd_id": f"{reply['revoke_id']}:un", "order_id": state["order_id"],
+                              "sku": sku, "node_id": node_id, "qty": left})
+    if not entries:
+        return step  # nothing of the plan changed: no new decision
+    # The owner re-sources from other nodes at once, or queues the rest.
+    step.commands.append({"cmd": "backorder", "cmd_id": f"{reply['revoke_id']}:bo", "order_id": state["order_id"],
+                          "sku": sku, "entries": entries})
     _decide(state, at, step, cause=reply["revoke_id"], notify="delayed")
     return step
 

@@ -77,6 +77,31 @@ def _set_holding(state: SkuState, order_id: str, holding: Mapping[str, int]) -> 
     return replace(state, stock=stock, reservations=reservations), tuple(changed)
 
 
+def _give_back(state: SkuState, order_id: str, node_id: str, qty: int) -> tuple[SkuState, tuple[str, ...]]:
+    """Lower an order's holding at a node by what it shipped, released or
+    shorted. What it no longer holds here (we revoked it while the order was
+    already giving it back) is remembered as owed, for the order's unrevoke."""
+    held = dict(state.reservations.get(order_id, {}))
+    have = held.get(node_id, 0)
+    take = min(qty, have)
+    held[node_id] = have - take
+    state, changed = _set_holding(state, order_id, held)
+    if qty > take:
+        state = _owe(state, order_id, node_id, qty - take)
+    return state, changed
+
+
+def _owe(state: SkuState, order_id: str, node_id: str, delta: int) -> SkuState:
+    owed = {o: dict(n) for o, n in state.owed.items()}
+    mine = owed.setdefault(order_id, {})
+    mine[node_id] = mine.get(node_id, 0) + delta
+    if mine[node_id] <= 0:
+        del mine[node_id]
+    if not mine:
+        del owed[order_id]
+    return replace(state, owed=owed)
+
+
 def reserve(state: SkuState, cmd: Mapping, nodes: Mapping[str, Node]) -> OwnerResult:
     """Grant what it can of ``want`` ({node: qty}) and set the order's holding to it."""
     order_id, attempt = cmd["order_id"], int(cmd["attempt"])
@@ -106,19 +131,41 @@ def reserve(state: SkuState, cmd: Mapping, nodes: Mapping[str, Node]) -> OwnerRe
     return OwnerResult(state, (reply,), changed, oversell)
 
 
+def answer_again(state: SkuState, cmd: Mapping, nodes: Mapping[str, Node]) -> OwnerResult:
+    """Answer a ``reserve`` seen before with what the order holds now, changing
+    nothing. An order whose state died with a worker after its commands went
+    out runs again and sends the same command ids; its first answers may have
+    reached it before the re-run and been dropped (found by tests/chaos: an
+    order stuck reserving). Answering with the holding as it is now, after
+    any revocation already sent, keeps the order's view and ours equal; an
+    order not waiting for this answer ignores it."""
+    order_id = cmd["order_id"]
+    reply = {
+        "kind": "reserved",
+        "order_id": order_id,
+        "attempt": int(cmd["attempt"]),
+        "sku": state.sku,
+        "granted": dict(state.reservations.get(order_id, {})),
+        "atp": atp_by_node(state, nodes),
+        "supply": open_supply(state),
+    }
+    return OwnerResult(state, (reply,))
+
+
 def release(state: SkuState, cmd: Mapping, nodes: Mapping[str, Node], pick: Pick | None = None) -> OwnerResult:
     """Lower an order's holding: ``nodes`` {node: qty} or everything when absent.
 
     Also drops the order's queued backorders for this SKU when ``drop_backorders``."""
     order_id = cmd["order_id"]
-    held = dict(state.reservations.get(order_id, {}))
     which = cmd.get("nodes")
     if which is None:
-        held = {}
+        state, changed = _set_holding(state, order_id, {})
     else:
-        for node_id, qty in which.items():
-            held[node_id] = max(0, held.get(node_id, 0) - int(qty))
-    state, changed = _set_holding(state, order_id, held)
+        touched: set[str] = set()
+        for node_id, qty in sorted(which.items()):
+            state, ch = _give_back(state, order_id, node_id, int(qty))
+            touched.update(ch)
+        changed = tuple(sorted(touched))
     if cmd.get("drop_backorders"):
         lines = cmd.get("lines")
         state = replace(
@@ -133,16 +180,21 @@ def release(state: SkuState, cmd: Mapping, nodes: Mapping[str, Node], pick: Pick
 
 
 def consume(state: SkuState, cmd: Mapping, nodes: Mapping[str, Node]) -> OwnerResult:
-    """Shipped or picked up: on_hand and the order's holding fall together."""
+    """Shipped or picked up: on_hand and the order's holding fall together.
+
+    A node can ship more than we hold for the order: a sale took a unit and
+    we revoked it from this order while the node was already shipping it
+    (found by tests/chaos, which then saw reserved 5 with 4 on hand). The
+    units beyond the holding come out of stock like a sale, so holdings that
+    no longer fit are revoked, newest first."""
     order_id, node_id, qty = cmd["order_id"], cmd["node_id"], int(cmd["qty"])
-    held = dict(state.reservations.get(order_id, {}))
-    take = min(qty, held.get(node_id, 0))
-    held[node_id] = held.get(node_id, 0) - take
-    state, changed = _set_holding(state, order_id, held)
+    state, changed = _give_back(state, order_id, node_id, qty)
     s = state.node(node_id)
     stock = dict(state.stock)
     stock[node_id] = NodeStock(s.on_hand - qty, s.reserved)
-    return OwnerResult(replace(state, stock=stock), (), tuple(sorted(set(changed) | {node_id})))
+    state = replace(state, stock=stock)
+    revoked = revoke_shortage(state, (node_id,), cmd.get("cmd_id", "")) if s.on_hand - qty < s.reserved else OwnerResult(state)
+    return OwnerResult(revoked.state, revoked.replies, tuple(sorted(set(changed) | {node_id} | set(revoked.changed_nodes))))
 
 
 def add_backorders(state: SkuState, cmd: Mapping, nodes: Mapping[str, Node], pick: Pick) -> OwnerResult:
@@ -229,15 +281,36 @@ def short(state: SkuState, cmd: Mapping, nodes: Mapping[str, Node]) -> OwnerResu
     """A node could not pick: the units were not there. on_hand falls and the
     order's holding is released; other holdings that no longer fit are revoked."""
     order_id, node_id, qty = cmd["order_id"], cmd["node_id"], int(cmd["qty"])
-    held = dict(state.reservations.get(order_id, {}))
-    held[node_id] = max(0, held.get(node_id, 0) - qty)
-    state, changed = _set_holding(state, order_id, held)
+    state, changed = _give_back(state, order_id, node_id, qty)
     s = state.node(node_id)
     stock = dict(state.stock)
     stock[node_id] = NodeStock(s.on_hand - qty, s.reserved)
     state = replace(state, stock=stock)
     revoked = revoke_shortage(state, (node_id,), cmd.get("cmd_id", "")) if s.on_hand - qty < s.reserved else OwnerResult(state)
     return OwnerResult(revoked.state, revoked.replies, tuple(sorted(set(changed) | {node_id} | set(revoked.changed_nodes))))
+
+
+def unrevoke(state: SkuState, cmd: Mapping, nodes: Mapping[str, Node]) -> OwnerResult:
+    """The order could not give back units we revoked: it had already
+    shipped, released or shorted them, and that command reached us after the
+    revocation (found by tests/chaos: a pickup crossing a sale's revocation;
+    the consume then ate the order's next grant and the order held one unit
+    more than we did). The part we had seen as owed is settled; the rest
+    was taken out of a later grant, which the order still counts, so it is
+    held again (revoking others newest first if it no longer fits)."""
+    order_id, node_id, qty = cmd["order_id"], cmd["node_id"], int(cmd["qty"])
+    settle = min(qty, state.owed.get(order_id, {}).get(node_id, 0))
+    if settle:
+        state = _owe(state, order_id, node_id, -settle)
+    back = qty - settle
+    if back <= 0:
+        return OwnerResult(state)
+    held = dict(state.reservations.get(order_id, {}))
+    held[node_id] = held.get(node_id, 0) + back
+    state, changed = _set_holding(state, order_id, held)
+    s = state.node(node_id)
+    revoked = revoke_shortage(state, (node_id,), cmd.get("cmd_id", "")) if s.on_hand < s.reserved else OwnerResult(state)
+    return OwnerResult(revoked.state, revoked.replies, tuple(sorted(set(changed) | set(revoked.changed_nodes))))
 
 
 def restock(state: SkuState, cmd: Mapping, nodes: Mapping[str, Node], pick: Pick | None) -> OwnerResult:

@@ -154,3 +154,21 @@ def test_a_short_after_a_partial_ship_keeps_the_shipped_units():
     step = lifecycle.on_fulfillment(state, upd("short", [("L1", "X", 1), ("L2", "Y", 1)], event_id="s2"), NODES, AT)
     assert step.state["shipments"]["o1-S1"]["status"] != "cancelled"
     assert placed(step, "L1") == 2
+
+
+def test_a_revocation_of_units_already_shipped_is_handed_back_to_the_owner():
+    # the owner revoked 2 of X at A while the node was shipping them
+    shipped = lifecycle.on_fulfillment(allocated_order(), upd("shipped", [("L1", "X", 2)]), NODES, AT)
+    rev = flow.on_revoked(shipped.state, {"revoke_id": "o1:A:sale-9", "sku": "X", "node_id": "A", "qty": 2}, NODES, AT)
+    # one unit is still allocated: it is taken back and re-sourced; the other
+    # had shipped, so the owner is told it still counts against this order
+    assert [(c["cmd"], c.get("qty")) for c in rev.commands] == [("unrevoke", 1), ("backorder", None)]
+    line = rev.state["lines"]["L1"]
+    assert (line["shipped"], sum(line["alloc"].values()), line["backordered"]) == (2, 0, 1)
+    again = flow.on_revoked(shipped.state, {"revoke_id": "o1:A:sale-9", "sku": "X", "node_id": "A", "qty": 1},
+                            NODES, AT)
+    assert [c["cmd"] for c in again.commands] == ["backorder"]
+    all_gone = lifecycle.on_fulfillment(allocated_order(), upd("shipped", [("L1", "X", 3)]), NODES, AT)
+    only = flow.on_revoked(all_gone.state, {"revoke_id": "r2", "sku": "X", "node_id": "A", "qty": 1}, NODES, AT)
+    assert [(c["cmd"], c["qty"]) for c in only.commands] == [("unrevoke", 1)]
+    assert not out(only, "allocations")  # nothing of the plan changed

@@ -68,9 +68,27 @@ def test_short_grant_replans_then_backorders_the_rest():
 def test_all_or_nothing_without_stock_reserves_nothing():
     step = flow.on_create(None, create(lines=(("X", 3),), allow_partial=False, allow_backorder=False),
                           {("X", "A"): 2}, NODES, 50, AT)
-    assert [c["cmd"] for c in step.commands] == []
-    [alloc] = outputs(step, "allocations")
+    # It still asks the owner (for nothing): the answer says what an earlier
+    # run of this order may hold.
+    assert [(c["cmd"], c["want"]) for c in step.commands] == [("reserve", {})]
+    done = flow.on_reserved(step.state, reply(step, "X", {}), {("X", "A"): 2}, NODES, 50, AT)
+    [alloc] = outputs(done, "allocations")
     assert alloc["status"] == "rejected" and alloc["rejected"][0]["qty"] == 3
+
+
+def test_a_rerun_order_learns_what_its_first_run_holds():
+    """The state died after the first run's commands went out; the re-run
+    plans on a view that already lacks the first run's grant, and the
+    owner's second answer (the first was dropped) tells it."""
+    first = flow.on_create(None, create(lines=(("X", 2),)), {("X", "A"): 2}, NODES, 50, AT)
+    rerun = flow.on_create(None, create(lines=(("X", 2),)), {}, NODES, 50, AT)
+    assert [c["cmd_id"] for c in rerun.commands] == [c["cmd_id"] for c in first.commands]
+    again = flow.on_reserved(rerun.state, reply(rerun, "X", {"A": 2}), {}, NODES, 50, AT)
+    held = again.state
+    if again.commands:  # granted more than planned: a new attempt keeps what it holds
+        assert [c["want"] for c in again.commands if c["cmd"] == "reserve"] == [{"A": 2}]
+        held = flow.on_reserved(held, reply(again, "X", {"A": 2}), {}, NODES, 50, AT).state
+    assert sum(ln["alloc"].get("A", 0) for ln in held["lines"].values()) == 2
 
 
 def test_duplicate_and_conflicting_creates():
@@ -88,8 +106,14 @@ def test_stale_reply_is_ignored():
     assert flow.on_reserved(step.state, old, {}, NODES, 50, AT).duplicate
 
 
+def no_stock_anywhere(cmd):
+    """Create, and the owner's answer: nothing granted."""
+    step = flow.on_create(None, cmd, {}, NODES, 50, AT)
+    return flow.on_reserved(step.state, reply(step, "X", {}), {}, NODES, 50, AT)
+
+
 def test_backorder_fill_and_revoke():
-    step = flow.on_create(None, create(), {}, NODES, 50, AT)
+    step = no_stock_anywhere(create())
     assert outputs(step, "allocations")[0]["status"] == "backordered"
     filled = flow.on_backorder_filled(step.state, {"fill_id": "f1", "line_id": "L0", "sku": "X", "nodes": {"A": 2}}, NODES, AT)
     assert outputs(filled, "allocations")[0]["status"] == "allocated"
@@ -115,7 +139,7 @@ def test_preorder_promises_the_expected_supply_date():
 def test_a_fill_larger_than_what_waits_keeps_only_the_need_and_gives_back_the_rest():
     # found by the chaos suite: the owner's queue entry was set by a backorder
     # command that crossed a fill in flight, so it granted 2 for 1 waiting
-    step = flow.on_create(None, create(lines=(("X", 2),)), {}, NODES, 50, AT)
+    step = no_stock_anywhere(create(lines=(("X", 2),)))
     half = flow.on_backorder_filled(step.state, {"fill_id": "f1", "line_id": "L0", "sku": "X", "nodes": {"A": 1}}, NODES, AT)
     over = flow.on_backorder_filled(half.state, {"fill_id": "f2", "line_id": "L0", "sku": "X", "nodes": {"A": 1, "B": 2}},
                                     NODES, AT)

@@ -93,3 +93,66 @@ def test_open_supply_nets_out_backorders():
     st = SkuState("X", supply={"P1": Supply("A", 5, "2026-12-01T00:00:00+00:00"), "P2": Supply("A", 5, "2026-12-05T00:00:00+00:00")},
                   backorders=(Backorder("2026-01-01", "o", "L1", 7, "ship"),))
     assert owner.open_supply(st) == [["P2", "A", 3, "2026-12-05T00:00:00+00:00"]]
+
+
+def test_a_reserve_seen_again_is_answered_with_the_holding_as_it_is_now():
+    cmd = {"order_id": "o1", "attempt": 1, "want": {"A": 3}, "cmd_id": "o1:r1:X"}
+    st = owner.reserve(state(a=5), cmd, NODES).state
+    st = SkuState("X", stock={"A": NodeStock(4, 3)}, reservations=st.reservations, attempts=st.attempts)
+    st = owner.revoke_shortage(SkuState("X", stock={"A": NodeStock(2, 3)}, reservations=st.reservations,
+                                        attempts=st.attempts), ("A",), "count-1").state
+    again = owner.answer_again(st, {**cmd, "want": {"B": 3}}, NODES)
+    assert again.state == st  # nothing changes
+    [r] = again.replies
+    # what it holds after the revocation, not the first answer, nor the new want
+    assert (r["kind"], r["attempt"], r["granted"]) == ("reserved", 1, {"A": 2})
+    assert owner.answer_again(st, {**cmd, "order_id": "o2"}, NODES).replies[0]["granted"] == {}
+
+
+def test_shipping_more_than_held_revokes_what_no_longer_fits():
+    st = reserve(state(a=5), "old", {"A": 2}).state
+    st = reserve(st, "new", {"A": 3}).state
+    # a sale of 1: "new" (the newest) gives a unit back...
+    sold = SkuState("X", stock={"A": NodeStock(4, 5)}, reservations=st.reservations, attempts=st.attempts)
+    st = owner.revoke_shortage(sold, ("A",), "sale-1").state
+    assert st.reservations == {"old": {"A": 2}, "new": {"A": 2}}
+    # ...but the node was already shipping all 3 of "new"
+    r = owner.consume(st, {"order_id": "new", "node_id": "A", "qty": 3, "cmd_id": "ship-1"}, NODES)
+    a = r.state.node("A")
+    assert (a.on_hand, a.reserved) == (1, 1)  # never more reserved than on hand
+    assert [(x["kind"], x["order_id"], x["qty"]) for x in r.replies] == [("revoked", "old", 1)]
+    assert r.state.reservations == {"old": {"A": 1}}
+
+
+def _pickup_crossing_a_sale(fill_between: bool):
+    """The node hands over an order's unit while a sale makes us revoke that
+    very unit; the pickup's consume reaches us after the revocation."""
+    st = reserve(state(a=1), "o1", {"A": 1}).state
+    # the sale took the reserved unit: we revoke it from the order
+    st = SkuState("X", stock={"A": NodeStock(0, 1), "B": NodeStock(5, 0)}, reservations=st.reservations)
+    rev = owner.revoke_shortage(st, ("A",), "sale-1")
+    assert [(r["order_id"], r["qty"]) for r in rev.replies] == [("o1", 1)]
+    st = replace_stock(rev.state, "A", 2)  # a receipt of 2 at A
+    if fill_between:  # the order's backordered second unit is filled at A
+        st = reserve(st, "o1", {"A": 1}, attempt=2).state
+    st = owner.consume(st, {"order_id": "o1", "node_id": "A", "qty": 1, "cmd_id": "pickup-1"}, NODES).state
+    return owner.unrevoke(st, {"order_id": "o1", "node_id": "A", "qty": 1, "cmd_id": "o1:A:sale-1:un"}, NODES)
+
+
+def replace_stock(st, node_id, on_hand_delta):
+    s = st.node(node_id)
+    return SkuState(st.sku, stock={**st.stock, node_id: NodeStock(s.on_hand + on_hand_delta, s.reserved)},
+                    reservations=st.reservations, attempts=st.attempts, owed=st.owed)
+
+
+def test_an_unrevoke_settles_what_a_late_consume_could_not_take():
+    r = _pickup_crossing_a_sale(fill_between=False)
+    assert r.state.reservations == {} and r.state.owed == {}
+    assert r.state.node("A") == NodeStock(1, 0)
+
+
+def test_an_unrevoke_gives_back_a_grant_that_a_late_consume_ate():
+    r = _pickup_crossing_a_sale(fill_between=True)
+    # the order holds its filled unit, as it believes
+    assert r.state.reservations == {"o1": {"A": 1}} and r.state.owed == {}
+    assert r.state.node("A") == NodeStock(1, 1)
