@@ -158,6 +158,38 @@ def _never_commit_past_dropped_records() -> None:
     Consumer._stockflow_gaps = True
 
 
+def _remember_each_generations_seek() -> None:
+    """After a rebalance Faust seeks every assigned partition to its committed
+    offset; records can reach the agents before that seek is done. Remember
+    which generation's seek finished, and the committed offsets it found, so
+    agents/batches.py starts each partition there (agents/inorder.py)."""
+    from faust.transport.consumer import Consumer
+
+    if getattr(Consumer, "_stockflow_seeks", False):
+        return
+    perform_seek = Consumer.perform_seek
+
+    async def _perform_seek(self) -> None:
+        generation = self.app.consumer_generation_id
+        await perform_seek(self)
+        self._stockflow_seeked = (generation, {tp: o for tp, o in self._committed_offset.items() if o is not None})
+
+    Consumer.perform_seek = _perform_seek
+    Consumer._stockflow_seeks = True
+
+
+def seeked_generation(consumer: Any) -> tuple[Any, dict] | None:
+    """(generation, committed offsets) of the last finished seek, if any."""
+    return getattr(consumer, "_stockflow_seeked", None)
+
+
+def hold_back(consumer: Any, message: Any) -> None:
+    """Leave a record unhandled and unacknowledged without Faust acking it
+    later: the commit then stays below it until it is fetched again."""
+    message.acked = True
+    consumer._unacked_messages.discard(message)
+
+
 def _clear_queues_only_after_a_suspend(app: faust.App) -> None:
     """Faust's recovery resumes the stream partitions, seeks, and only then
     resumes flow control, which clears every channel queue: records fetched
@@ -181,6 +213,7 @@ def create_app(settings: Settings) -> Runtime:
     _widen_faust_send_buffer()
     _make_buffer_flush_drain()
     _never_commit_past_dropped_records()
+    _remember_each_generations_seek()
     from .agents import trace
 
     if trace.TRACE:

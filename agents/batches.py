@@ -1,19 +1,28 @@
 """The one loop every keyed agent runs: micro-batches from two co-partitioned topics."""
 from __future__ import annotations
 
+import asyncio
+import logging
+import time
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 from .. import metrics
+from ..app import hold_back, seeked_generation
 from ..domain.idempotency import Seen, classify, dedupe_key, position
 from ..streams.codec import decode, decode_key
 from ..streams.exceptions import DecodeError
 from ..tables.context import bind_event
 from . import trace
+from .inorder import GAP_PATIENCE_S, InOrder, Verdict
 
 if TYPE_CHECKING:
     from ..app import Runtime
 
 Handler = Callable[["Runtime", Any, Any], Awaitable[None]]
+log = logging.getLogger(__name__)
+# Longest wait for the seek that starts a generation (app.py); after it the
+# records are taken as they come, as before this guard existed.
+SEEK_WAIT_S = 60.0
 
 
 def raw_topics(rt: "Runtime", *names: str) -> Any:
@@ -25,9 +34,12 @@ async def run_batches(rt: "Runtime", stream: Any, new_batch: Callable[[], Any],
                       handlers: dict[str, Handler], flush: Callable[["Runtime", Any], None]) -> None:
     """Handle each event by its topic, write the batch once, then hand every
     output to the producer before the batch's events are acked."""
+    order = InOrder()
     async for events in stream.take_events(rt.settings.batch_size, rt.settings.batch_within_s):
         batch = new_batch()
         for event in events:
+            if not await _in_order(rt, order, event.message):
+                continue
             # Faust reads and writes a table in the partition of the current event.
             bind_event(event)
             if trace.TRACE:
@@ -42,6 +54,47 @@ async def run_batches(rt: "Runtime", stream: Any, new_batch: Callable[[], Any],
         await rt.emit.drain()
         if trace.TRACE:
             trace.batch_done(events)
+
+
+async def _in_order(rt: "Runtime", order: InOrder, msg: Any) -> bool:
+    """Whether to handle this record now (agents/inorder.py says why)."""
+    consumer = rt.app.consumer
+    generation = msg.generation_id
+    deadline = time.monotonic() + SEEK_WAIT_S
+    seeked = seeked_generation(consumer)
+    while generation is not None and (seeked is None or seeked[0] < generation):
+        if generation != rt.app.consumer_generation_id:
+            break  # a newer rebalance began: this record is stale
+        if time.monotonic() > deadline:
+            log.warning("no seek finished for generation %s after %.0f s: records taken as they come",
+                        generation, SEEK_WAIT_S)
+            break
+        await asyncio.sleep(0.02)
+        seeked = seeked_generation(consumer)
+    if generation is not None and generation != rt.app.consumer_generation_id:
+        hold_back(consumer, msg)
+        return False
+    if seeked is not None and seeked[0] != order.generation:
+        order.new_generation(seeked[0], seeked[1])
+    verdict, seek_to = order.admit(msg.tp, msg.offset)
+    if verdict is Verdict.HANDLE:
+        return True
+    if verdict is Verdict.SEEN:
+        return False
+    if verdict is Verdict.JUMP:
+        log.error("%s:%d: records before offset %d never came back after %.0f s; going on from %d",
+                  msg.topic, msg.partition, msg.offset, GAP_PATIENCE_S, msg.offset)
+        metrics.RECORDS_HELD_BACK.labels(msg.topic).inc()
+        return True
+    hold_back(consumer, msg)
+    metrics.RECORDS_HELD_BACK.labels(msg.topic).inc()
+    if seek_to is not None:
+        log.warning("%s:%d: offset %d came before %d; holding it back and reading again from %d",
+                    msg.topic, msg.partition, msg.offset, seek_to, seek_to)
+        await consumer.seek(msg.tp, seek_to)
+    if trace.TRACE:
+        trace.handled(msg)
+    return False
 
 
 def decode_keyed(rt: "Runtime", msg: Any, model: type, key_field: str) -> Any | None:
