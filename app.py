@@ -172,14 +172,19 @@ def _remember_each_generations_seek() -> None:
     async def _perform_seek(self) -> None:
         generation = self.app.consumer_generation_id
         await perform_seek(self)
-        self._stockflow_seeked = (generation, {tp: o for tp, o in self._committed_offset.items() if o is not None})
+        # A generation can seek twice (a recovery restarted): each seek
+        # starts the partitions again, so it is counted.
+        count = getattr(self, "_stockflow_seeked", (None, None, 0))[2] + 1
+        self._stockflow_seeked = (generation, {tp: o for tp, o in self._committed_offset.items() if o is not None},
+                                  count)
 
     Consumer.perform_seek = _perform_seek
     Consumer._stockflow_seeks = True
 
 
-def seeked_generation(consumer: Any) -> tuple[Any, dict] | None:
-    """(generation, committed offsets) of the last finished seek, if any."""
+def seeked_generation(consumer: Any) -> tuple[Any, dict, int] | None:
+    """(generation, committed offsets, how many seeks so far) of the last
+    finished seek, if any."""
     return getattr(consumer, "_stockflow_seeked", None)
 
 

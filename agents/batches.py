@@ -74,8 +74,8 @@ async def _in_order(rt: "Runtime", order: InOrder, msg: Any) -> bool:
     if generation is not None and generation != rt.app.consumer_generation_id:
         hold_back(consumer, msg)
         return False
-    if seeked is not None and seeked[0] != order.generation:
-        order.new_generation(seeked[0], seeked[1])
+    if seeked is not None and seeked[2] != order.generation:
+        order.new_generation(seeked[2], seeked[1])
     verdict, seek_to = order.admit(msg.tp, msg.offset)
     if verdict is Verdict.HANDLE:
         return True

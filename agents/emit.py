@@ -36,8 +36,10 @@ class Emitter:
         self.pending: list[tuple[str, bytes | None, bytes]] = []
         # Agents share this emitter; one may drain another's records. The lock
         # makes a drain return only once every record queued before it is in
-        # the producer, whoever sent it.
+        # the producer, whoever sent it; ``unacked`` lets a delivered drain
+        # wait for those records' acknowledgements too, whoever sent them.
         self._lock = asyncio.Lock()
+        self.unacked: list[asyncio.Future] = []
 
     def send(self, topic: str, key: str | None, event: BaseModel) -> None:
         self.pending.append((topic, encode_key(key), encode(event)))
@@ -51,13 +53,23 @@ class Emitter:
         wait until the broker has acknowledged each of them."""
         async with self._lock:
             producer = self.app.producer
-            acks = []
             while self.pending:
                 pending, self.pending = self.pending, []
                 for topic, key, value in pending:
-                    acks.append(await producer.send(topic, key, value, None, None, None))
-            if delivered and acks:
-                await asyncio.gather(*acks)
+                    self.unacked.append(await producer.send(topic, key, value, None, None, None))
+            # Acknowledged ones can go; a failed one stays until a delivered
+            # drain raises it.
+            self.unacked = [f for f in self.unacked if not f.done() or f.cancelled() or f.exception() is not None]
+            acks = list(self.unacked)
+        if delivered and acks:
+            # Every record put before this drain began, whichever agent put
+            # it: another agent's drain may have sent ours (found by the long
+            # chaos run: a consume command sent by the stock agent's drain, the
+            # order's state written before it was acknowledged, the worker
+            # killed, the command lost and its shipment never consumed).
+            await asyncio.gather(*acks)
+            waited = set(map(id, acks))
+            self.unacked = [f for f in self.unacked if id(f) not in waited]
 
     def dead_letter(
         self,

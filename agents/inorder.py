@@ -42,7 +42,8 @@ class InOrder:
         self.sought: dict[tuple[Hashable, int], float] = {}
 
     def new_generation(self, generation: Any, committed: Mapping[Hashable, int]) -> None:
-        """A rebalance: each partition starts again at its committed offset."""
+        """A rebalance (a seek to the committed offsets): each partition
+        starts again there. ``generation`` tells one seek from the next."""
         self.generation = generation
         self.committed = dict(committed)
         self.next.clear()

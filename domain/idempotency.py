@@ -33,8 +33,7 @@ def classify(first_seen_at: str | None, here: str, state_has_offset: bool) -> Se
     changelog partitions, and a SIGKILL can land one without the other. The
     price, open in docs/reliability.md (bug 7): a record handed over below the
     state's highest applied offset is taken for a redelivery, so records must
-    reach the agent in offset order (app.py keeps Faust from dropping queued
-    records, bug 9)."""
+    reach the handlers in offset order: agents/inorder.py sees to that."""
     if first_seen_at is not None and first_seen_at != here:
         return Seen.DUPLICATE
     if state_has_offset:
