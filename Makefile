@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test unit integration chaos install bench kafka-start kafka-stop clean
+.PHONY: demo test unit integration chaos install bench failover kafka-start kafka-stop clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "stockflow needs Python 3.11+")'
@@ -35,6 +35,10 @@ chaos: $(STAMP)
 
 bench: $(STAMP)
 	$(VENV)/bin/stockflow bench $(ARGS)
+
+# fail-over (SIGKILL one of two workers) and empty-store recovery times
+failover: $(STAMP)
+	$(VENV)/bin/stockflow failover $(ARGS)
 
 kafka-start: $(STAMP)
 	$(VENV)/bin/stockflow kafka start

@@ -95,6 +95,12 @@ def cmd_bench(args) -> int:
     return bench.main(args)
 
 
+def cmd_failover(args) -> int:
+    from . import failover
+
+    return failover.main(args)
+
+
 def cmd_simulate(args) -> int:
     from .connectors import simulate
 
@@ -162,6 +168,14 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--timeout-scale", type=float, default=1.0, help="multiply every wait bound (slow machines)")
     b.add_argument("--no-doc", dest="doc", action="store_false", help="do not rewrite docs/benchmarks.md")
     b.set_defaults(func=cmd_bench)
+
+    f = sub.add_parser("failover", help="fail-over and changelog recovery times against the local broker")
+    f.add_argument("--json", action="store_true", help="print one JSON object with the figures (progress on stderr)")
+    f.add_argument("--keys", type=int, default=200_000, help="SKU-node keys the workers hold (1,000,000 takes 15+ min here)")
+    f.add_argument("--nodes", type=int, default=50, help="nodes per SKU (keys / nodes SKUs)")
+    f.add_argument("--samples", type=int, default=24, help="SKUs asked, spread over every partition")
+    f.add_argument("--timeout-scale", type=float, default=1.0, help="multiply every wait bound (slow machines)")
+    f.set_defaults(func=cmd_failover)
 
     s = sub.add_parser("simulate", help="publish a seeded retail day to any Kafka (the demo's traffic generator)")
     s.add_argument("--duration", type=float, default=60.0, help="seconds of traffic")
