@@ -145,6 +145,10 @@ def test_backorders_fill_oldest_first_and_shortage_resources(cluster):
         cluster.send("order_commands", f"bo-{i}", order_create(f"bo-{i}", [("EMPTY", 1)], occurred_at=ts))
     cluster.flush()
     wait_until(lambda: all(http_get(f"{w.url}/orders/bo-{i}")[1].get("status") == "backordered" for i in range(3)), 60, what="backordered")
+    # the owner has queued all three (a reserve and a backorder command each)
+    # before stock arrives: a line is only "oldest" among those queued
+    commands = {"topic": cluster.topics.sku_commands}
+    wait_until(lambda: w.metric("stockflow_events_processed_total", commands) >= 6, 60, what="three backorders queued")
     cluster.send("movements", "EMPTY", movement("EMPTY", "S2", "receipt", 2))
     cluster.flush()
     wait_until(lambda: [http_get(f"{w.url}/orders/bo-{i}")[1]["status"] for i in range(3)] == ["allocated", "allocated", "backordered"],
