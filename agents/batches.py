@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 # Longest wait for the seek that starts a generation (app.py); after it the
 # records are taken as they come, as before this guard existed.
 SEEK_WAIT_S = 60.0
+RESEEK_CHECK_S = 0.5
 
 
 def raw_topics(rt: "Runtime", *names: str) -> Any:
@@ -35,6 +36,27 @@ async def run_batches(rt: "Runtime", stream: Any, new_batch: Callable[[], Any],
     """Handle each event by its topic, write the batch once, then hand every
     output to the producer before the batch's events are acked."""
     order = InOrder()
+    watchdog = asyncio.ensure_future(_seek_again_while_holes_stay(rt, order))
+    try:
+        await _batches(rt, stream, new_batch, handlers, flush, order)
+    finally:
+        watchdog.cancel()
+
+
+async def _seek_again_while_holes_stay(rt: "Runtime", order: InOrder) -> None:
+    while True:
+        await asyncio.sleep(RESEEK_CHECK_S)
+        for tp, offset in order.due():
+            log.warning("%s:%d: records from %d still missing; reading again from there", tp.topic, tp.partition,
+                        offset)
+            try:
+                await rt.app.consumer.seek(tp, offset)
+            except Exception as exc:  # e.g. the partition moved away meanwhile: the next seek decides
+                log.warning("seek %s:%d to %d failed: %r", tp.topic, tp.partition, offset, exc)
+
+
+async def _batches(rt: "Runtime", stream: Any, new_batch: Callable[[], Any], handlers: dict[str, Handler],
+                   flush: Callable[["Runtime", Any], None], order: InOrder) -> None:
     async for events in stream.take_events(rt.settings.batch_size, rt.settings.batch_within_s):
         batch = new_batch()
         for event in events:

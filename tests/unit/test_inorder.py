@@ -50,3 +50,19 @@ def test_a_hole_that_never_fills_is_asked_again_then_jumped():
     clock.t = GAP_PATIENCE_S
     assert order.admit("a", 2) == (Verdict.JUMP, None)
     assert order.admit("a", 3)[0] is Verdict.HANDLE
+
+
+def test_a_hole_whose_later_records_all_came_is_asked_again_on_a_timer():
+    # chaos: the seek's records were dropped by Faust, the feed had ended,
+    # and no later record came to trigger another seek: the partition stayed held
+    clock = Clock()
+    order = InOrder(clock)
+    order.new_generation(1, {"a": 747})
+    assert order.admit("a", 750) == (Verdict.HOLD, 747)
+    assert order.due() == []  # just asked
+    clock.t = RESEEK_EVERY_S
+    assert order.due() == [("a", 747)]
+    assert order.due() == []
+    assert order.admit("a", 747)[0] is Verdict.HANDLE  # the records came back
+    clock.t = 3 * RESEEK_EVERY_S
+    assert order.due() == []  # filled: nothing to ask for
