@@ -111,7 +111,7 @@ async def _in_order(rt: "Runtime", order: InOrder, msg: Any) -> bool:
     hold_back(consumer, msg)
     metrics.RECORDS_HELD_BACK.labels(msg.topic).inc()
     if seek_to is not None:
-        log.warning("%s:%d: offset %d came before %d; holding it back and reading again from %d",
+        log.warning("%s:%d: offset %d arrived while %d was expected; holding it back and reading again from %d",
                     msg.topic, msg.partition, msg.offset, seek_to, seek_to)
         await consumer.seek(msg.tp, seek_to)
     if trace.TRACE:
