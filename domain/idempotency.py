@@ -31,7 +31,7 @@ def classify(first_seen_at: str | None, here: str, state_has_offset: bool) -> Se
     """A state that has applied this offset makes the record a redelivery even
     without its seen marker: the marker and the state go to different
     changelog partitions, and a SIGKILL can land one without the other. The
-    price, open in docs/reliability.md (bug 7): a record handed over below the
+    price (docs/reliability.md, bug 7): a record handed over below the
     state's highest applied offset is taken for a redelivery, so records must
     reach the handlers in offset order: agents/inorder.py sees to that."""
     if first_seen_at is not None and first_seen_at != here:

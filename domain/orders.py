@@ -378,8 +378,13 @@ def allocation_decision(state: dict, at: datetime, cause: str) -> dict:
     # while a batch re-run with its inputs interleaved differently (two topics
     # feed an order) that decides otherwise gets a new one, later in the topic
     # (docs/reliability.md, "Re-sent outputs").
-    digest = hashlib.blake2b(json.dumps(decision, sort_keys=True).encode(), digest_size=4).hexdigest()
-    return {"decision_id": f"{state['order_id']}:{state['seq']}-{digest}", **decision, "occurred_at": at.isoformat()}
+    return {"decision_id": f"{state['order_id']}:{state['seq']}-{_short_digest(decision)}", **decision,
+            "occurred_at": at.isoformat()}
+
+
+def _short_digest(content: object) -> str:
+    """Eight hex digits naming an output's content, for its id."""
+    return hashlib.blake2b(json.dumps(content, sort_keys=True, default=str).encode(), digest_size=4).hexdigest()
 
 
 def notification(state: dict, type_: str, data: dict, cause: str | None = None) -> dict:
@@ -388,10 +393,8 @@ def notification(state: dict, type_: str, data: dict, cause: str | None = None) 
     customer = state["customer"]
     # Named by its content too, like decisions: a re-run that says something
     # else must not reuse the id of what was already said.
-    digest = hashlib.blake2b(json.dumps([type_, data], sort_keys=True, default=str).encode(),
-                             digest_size=4).hexdigest()
     return {
-        "notification_id": f"{state['order_id']}:{type_}:{cause or state['seq']}:{digest}",
+        "notification_id": f"{state['order_id']}:{type_}:{cause or state['seq']}:{_short_digest([type_, data])}",
         "order_id": state["order_id"],
         "type": type_,
         "customer": customer,

@@ -119,7 +119,13 @@ def reserve(state: SkuState, cmd: Mapping, nodes: Mapping[str, Node]) -> OwnerRe
     attempts = dict(state.attempts)
     attempts[order_id] = attempt
     state = replace(state, attempts=attempts)
-    reply = {
+    return OwnerResult(state, (_reserved(state, order_id, attempt, granted, nodes),), changed, oversell)
+
+
+def _reserved(state: SkuState, order_id: str, attempt: int, granted: Mapping[str, int],
+              nodes: Mapping[str, Node]) -> dict:
+    """The answer to a ``reserve``: what the order holds here, and our figures."""
+    return {
         "kind": "reserved",
         "order_id": order_id,
         "attempt": attempt,
@@ -128,7 +134,6 @@ def reserve(state: SkuState, cmd: Mapping, nodes: Mapping[str, Node]) -> OwnerRe
         "atp": atp_by_node(state, nodes),
         "supply": open_supply(state),
     }
-    return OwnerResult(state, (reply,), changed, oversell)
 
 
 def answer_again(state: SkuState, cmd: Mapping, nodes: Mapping[str, Node]) -> OwnerResult:
@@ -140,16 +145,8 @@ def answer_again(state: SkuState, cmd: Mapping, nodes: Mapping[str, Node]) -> Ow
     any revocation already sent, keeps the order's view and ours equal; an
     order not waiting for this answer ignores it."""
     order_id = cmd["order_id"]
-    reply = {
-        "kind": "reserved",
-        "order_id": order_id,
-        "attempt": int(cmd["attempt"]),
-        "sku": state.sku,
-        "granted": dict(state.reservations.get(order_id, {})),
-        "atp": atp_by_node(state, nodes),
-        "supply": open_supply(state),
-    }
-    return OwnerResult(state, (reply,))
+    held = state.reservations.get(order_id, {})
+    return OwnerResult(state, (_reserved(state, order_id, int(cmd["attempt"]), held, nodes),))
 
 
 def release(state: SkuState, cmd: Mapping, nodes: Mapping[str, Node], pick: Pick | None = None) -> OwnerResult:
@@ -179,6 +176,19 @@ def release(state: SkuState, cmd: Mapping, nodes: Mapping[str, Node], pick: Pick
     return OwnerResult(result.state, result.replies, tuple(sorted(set(changed) | set(result.changed_nodes))))
 
 
+def _leave_node(state: SkuState, cmd: Mapping) -> OwnerResult:
+    """Units left the node (shipped, picked up, or never there): on_hand falls
+    by ``qty``, the order gives back its holding there (``_give_back``), and
+    holdings that no longer fit are revoked, newest first."""
+    order_id, node_id, qty = cmd["order_id"], cmd["node_id"], int(cmd["qty"])
+    state, changed = _give_back(state, order_id, node_id, qty)
+    s = state.node(node_id)
+    stock = dict(state.stock)
+    stock[node_id] = NodeStock(s.on_hand - qty, s.reserved)
+    revoked = revoke_shortage(replace(state, stock=stock), (node_id,), cmd.get("cmd_id", ""))
+    return OwnerResult(revoked.state, revoked.replies, tuple(sorted(set(changed) | {node_id} | set(revoked.changed_nodes))))
+
+
 def consume(state: SkuState, cmd: Mapping, nodes: Mapping[str, Node]) -> OwnerResult:
     """Shipped or picked up: on_hand and the order's holding fall together.
 
@@ -187,14 +197,7 @@ def consume(state: SkuState, cmd: Mapping, nodes: Mapping[str, Node]) -> OwnerRe
     (found by tests/chaos, which then saw reserved 5 with 4 on hand). The
     units beyond the holding come out of stock like a sale, so holdings that
     no longer fit are revoked, newest first."""
-    order_id, node_id, qty = cmd["order_id"], cmd["node_id"], int(cmd["qty"])
-    state, changed = _give_back(state, order_id, node_id, qty)
-    s = state.node(node_id)
-    stock = dict(state.stock)
-    stock[node_id] = NodeStock(s.on_hand - qty, s.reserved)
-    state = replace(state, stock=stock)
-    revoked = revoke_shortage(state, (node_id,), cmd.get("cmd_id", "")) if s.on_hand - qty < s.reserved else OwnerResult(state)
-    return OwnerResult(revoked.state, revoked.replies, tuple(sorted(set(changed) | {node_id} | set(revoked.changed_nodes))))
+    return _leave_node(state, cmd)
 
 
 def add_backorders(state: SkuState, cmd: Mapping, nodes: Mapping[str, Node], pick: Pick) -> OwnerResult:
@@ -280,14 +283,7 @@ def revoke_shortage(state: SkuState, node_ids: tuple[str, ...], cause: str) -> O
 def short(state: SkuState, cmd: Mapping, nodes: Mapping[str, Node]) -> OwnerResult:
     """A node could not pick: the units were not there. on_hand falls and the
     order's holding is released; other holdings that no longer fit are revoked."""
-    order_id, node_id, qty = cmd["order_id"], cmd["node_id"], int(cmd["qty"])
-    state, changed = _give_back(state, order_id, node_id, qty)
-    s = state.node(node_id)
-    stock = dict(state.stock)
-    stock[node_id] = NodeStock(s.on_hand - qty, s.reserved)
-    state = replace(state, stock=stock)
-    revoked = revoke_shortage(state, (node_id,), cmd.get("cmd_id", "")) if s.on_hand - qty < s.reserved else OwnerResult(state)
-    return OwnerResult(revoked.state, revoked.replies, tuple(sorted(set(changed) | {node_id} | set(revoked.changed_nodes))))
+    return _leave_node(state, cmd)
 
 
 def unrevoke(state: SkuState, cmd: Mapping, nodes: Mapping[str, Node]) -> OwnerResult:
@@ -308,8 +304,7 @@ def unrevoke(state: SkuState, cmd: Mapping, nodes: Mapping[str, Node]) -> OwnerR
     held = dict(state.reservations.get(order_id, {}))
     held[node_id] = held.get(node_id, 0) + back
     state, changed = _set_holding(state, order_id, held)
-    s = state.node(node_id)
-    revoked = revoke_shortage(state, (node_id,), cmd.get("cmd_id", "")) if s.on_hand < s.reserved else OwnerResult(state)
+    revoked = revoke_shortage(state, (node_id,), cmd.get("cmd_id", ""))
     return OwnerResult(revoked.state, revoked.replies, tuple(sorted(set(changed) | set(revoked.changed_nodes))))
 
 

@@ -431,15 +431,15 @@ def check_invariants(cluster: Cluster, feed: Feed, workers, figures: Counter) ->
         records += 1
         decisions[d["decision_id"]].add(_content(d))
         # the current decision is the order's last record (one partition per order)
-        latest[d["order_id"]] = (records, d)
+        latest[d["order_id"]] = d
     assert set(docs) <= set(latest), f"orders with no decision: {sorted(set(docs) - set(latest))[:10]}"
     for oid, doc in docs.items():
         placed = Counter()
-        for sh in latest[oid][1]["shipments"]:
+        for sh in latest[oid]["shipments"]:
             for ln in sh["lines"]:
                 placed[ln["line_id"]] += ln["qty"]
         for ln in doc["lines"]:
-            assert placed[ln["line_id"]] == ln["allocated"] + ln["shipped"], (oid, ln, latest[oid][1])
+            assert placed[ln["line_id"]] == ln["allocated"] + ln["shipped"], (oid, ln, latest[oid])
 
     # No id stands for two different decisions or notifications. Outputs are
     # at-least-once: a SIGKILL after a batch's outputs were acknowledged and
