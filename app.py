@@ -253,6 +253,8 @@ def _build(settings: Settings) -> Runtime:
         key_serializer="raw",
         value_serializer="raw",
         producer_acks=-1,
+        producer_linger=settings.producer_linger_ms / 1000.0,
+        producer_max_batch_size=256 * 1024,
         autodiscover=False,
         web_enabled=True,
         stream_wait_empty=True,

@@ -15,6 +15,12 @@ LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
 EVENTS_PROCESSED = Counter(
     "stockflow_events_processed", "Input records processed", ["topic"], registry=REGISTRY
 )
+OUTBOX_RESENT = Counter(
+    "stockflow_outbox_resent",
+    "Records an order's last decisions sent, sent again with the same ids and bytes because an input of that "
+    "batch came back after a crash (agents/orders.py)",
+    registry=REGISTRY,
+)
 RECORDS_HELD_BACK = Counter(
     "stockflow_records_held_back",
     "Input records that arrived past a hole in their partition and were read again in order (agents/inorder.py)",

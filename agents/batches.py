@@ -68,12 +68,22 @@ async def _batches(rt: "Runtime", stream: Any, new_batch: Callable[[], Any], han
                 trace.handled(event.message)
             metrics.EVENTS_PROCESSED.labels(event.message.topic).inc()
             await handlers[event.message.topic](rt, event, batch)
-        # Outputs first, acknowledged, then the state. A state that says an
-        # input was applied makes its redelivery a no-op, so it must never
-        # exist (locally or in the changelog) without the outputs it caused.
-        await rt.emit.drain(delivered=True)
-        flush(rt, batch)
-        await rt.emit.drain()
+        if hasattr(batch, "release"):
+            # An outbox (agents/orders.py): the states carry the records they
+            # decided, and a redelivery sends those again, so the states go
+            # first, into the changelog, and only then their records.
+            flush(rt, batch)
+            await rt.app.producer.flush()
+            batch.release(rt.emit)
+            await rt.emit.drain(delivered=True)
+        else:
+            # Outputs first, acknowledged, then the state. A state that says
+            # an input was applied makes its redelivery a no-op, so it must
+            # never exist (locally or in the changelog) without the outputs it
+            # caused.
+            await rt.emit.drain(delivered=True)
+            flush(rt, batch)
+            await rt.emit.drain()
         if trace.TRACE:
             trace.batch_done(events)
 

@@ -81,7 +81,10 @@ class Emitter:
         raw: bytes | None,
         reason: str,
         detail: str,
-    ) -> None:
+        queue: bool = True,
+    ) -> tuple[str, bytes | None, bytes]:
+        """Build a dead letter (and count it); ``queue`` hands it to the
+        producer with the next drain, otherwise the caller sends it."""
         if isinstance(key, bytes):
             key_text = payload_text(key)
         else:
@@ -96,13 +99,17 @@ class Emitter:
             payload=payload_text(raw),
             occurred_at=now(),
         )
-        self.pending.append((self.deadletter_topic, encode_key(key_text), encode(letter)))
+        record = (self.deadletter_topic, encode_key(key_text), encode(letter))
+        if queue:
+            self.pending.append(record)
         metrics.DEAD_LETTERS.labels(reason).inc()
         log.info("dead letter %s %s[%s]@%s: %s", reason, source_topic, partition, offset, detail[:200])
+        return record
 
-    def dead_letter_record(self, message: Any, reason: str, detail: str) -> None:
+    def dead_letter_record(self, message: Any, reason: str, detail: str,
+                           queue: bool = True) -> tuple[str, bytes | None, bytes]:
         """Dead-letter a consumed Faust message (``event.message``)."""
-        self.dead_letter(
+        return self.dead_letter(
             source_topic=message.topic,
             partition=message.partition,
             offset=message.offset,
@@ -110,6 +117,7 @@ class Emitter:
             raw=message.value,
             reason=reason,
             detail=detail,
+            queue=queue,
         )
 
 

@@ -17,6 +17,7 @@ from ..domain import orders as flow
 from ..domain.atp import advance
 from ..domain.idempotency import Seen
 from ..streams import events as ev
+from ..streams.codec import encode
 from ..tables.context import bind_event
 from .batches import decode_keyed, first_sight, raw_topics, run_batches
 from .emit import now, observe_latency
@@ -33,12 +34,51 @@ OUTPUT_MODELS = {
 
 
 class OrderBatch:
+    """What one batch decided, per order: the new states and every record
+    those decisions send (the outbox).
+
+    Why an outbox: an order reads two topics (its commands and updates, and
+    the SKU owners' answers), and after a crash the records of both come
+    back in whatever order the fetches bring them. A re-run that decides
+    differently from the first run contradicts records already sent (the
+    long chaos run: a ship consumed at the owner in the first run, dead-
+    lettered as exceeding its shipment in the re-run after a revocation got
+    in first). So each order's state is written with the records its batch
+    decided, and only once that state is in the changelog are the records
+    sent (agents/batches.py). A record of that batch seen again finds its
+    decision in the state and sends the same records again, byte for byte,
+    instead of deciding anew.
+    """
+
     def __init__(self) -> None:
         self.states: dict[str, tuple[dict, Any]] = {}
+        self.outbox: dict[str, list[list]] = {}  # order_id -> [[topic, key, value text], ...]
+        self.inputs: dict[str, list[list]] = {}  # order_id -> [[source, offset], ...] decided in this batch
+        self.stored_box: dict[str, dict | None] = {}  # order_id -> outbox of its last written state
+        self.replayed: set[str] = set()
 
     def state(self, rt: "Runtime", order_id: str) -> dict | None:
         held = self.states.get(order_id)
-        return held[0] if held else rt.orders.get(order_id)
+        if held:
+            return held[0]
+        state = rt.orders.get(order_id)
+        self.stored_box.setdefault(order_id, (state or {}).get("outbox"))
+        return state
+
+    def send(self, order_id: str, topic: str, key: str | bytes | None, value: bytes) -> None:
+        if isinstance(key, bytes):
+            key = key.decode("utf-8")
+        self.outbox.setdefault(order_id, []).append([topic, key, value.decode("utf-8")])
+
+    def decided(self, order_id: str, source: str, offset: int) -> None:
+        self.inputs.setdefault(order_id, []).append([source, offset])
+
+    def release(self, emit: Any) -> None:
+        """Hand the records to the producer: only once the states carrying
+        them are in the changelog."""
+        for records in self.outbox.values():
+            for topic, key, value in records:
+                emit.send_raw(topic, key, value.encode("utf-8"))
 
 
 def _applied(state: dict | None, source: str, offset: int) -> bool:
@@ -48,6 +88,30 @@ def _applied(state: dict | None, source: str, offset: int) -> bool:
     return last is not None and offset <= last
 
 
+def _replayed(batch: OrderBatch, order_id: str, source: str, offset: int, event: Any) -> bool:
+    """Whether the record was decided in the batch whose outbox the order's
+    state carries; if so that decision stands and its records go out again
+    (they may never have left: the crash came between the state and them)."""
+    box = batch.stored_box.get(order_id)
+    if not box or [source, offset] not in box["inputs"]:
+        return False
+    if order_id not in batch.replayed:
+        batch.replayed.add(order_id)
+        state = batch.states[order_id][0] if order_id in batch.states else None
+        # Carried into this batch's outbox: should this batch's state be
+        # written and the process die before the records leave, the next
+        # run finds them there.
+        for record in box["records"]:
+            batch.outbox.setdefault(order_id, []).append(list(record))
+        for seen in box["inputs"]:
+            batch.decided(order_id, *seen)
+        metrics.OUTBOX_RESENT.inc(len(box["records"]))
+        if state is not None:
+            batch.states[order_id] = (state, event)
+    metrics.DUPLICATES_SKIPPED.labels(event.message.topic).inc()
+    return True
+
+
 def _rewrite_on_redelivery(batch: OrderBatch, seen: Seen, state: dict | None, event: Any) -> None:
     """A record applied before a crash writes its order's state again, so a
     changelog behind the local store catches up (agents/batches.py)."""
@@ -55,27 +119,38 @@ def _rewrite_on_redelivery(batch: OrderBatch, seen: Seen, state: dict | None, ev
         batch.states[state["order_id"]] = (state, event)
 
 
-def write(rt: "Runtime", step: flow.Step, event: Any, batch: OrderBatch, source: str) -> None:
-    """Apply a step: a dead letter, or the new state, commands and outputs."""
+def write(rt: "Runtime", step: flow.Step, event: Any, batch: OrderBatch, source: str,
+          current: dict | None) -> None:
+    """Apply a step: a dead letter, or the new state, commands and outputs,
+    all into the batch's outbox when the order exists."""
     msg = event.message
+    state = step.state
     if step.dead_letter:
-        rt.emit.dead_letter_record(msg, *step.dead_letter)
+        if current is None:  # no order to carry it: nothing else to contradict
+            rt.emit.dead_letter_record(msg, *step.dead_letter)
+            return
+        # A refusal is a decision too: the order remembers it, so a re-run
+        # repeats it rather than accept what it refused.
+        state = dict(current)
+        batch.send(state["order_id"], *rt.emit.dead_letter_record(msg, *step.dead_letter, queue=False))
+    if state is None:
         return
-    if step.state is not None:
-        step.state["offsets"] = advance(step.state.get("offsets", {}), source, msg.offset)
-        batch.states[step.state["order_id"]] = (step.state, event)
+    order_id = state["order_id"]
+    state["offsets"] = advance(state.get("offsets", {}), source, msg.offset)
+    batch.states[order_id] = (state, event)
+    batch.decided(order_id, source, msg.offset)
     for cmd in step.commands:
-        rt.emit.send_raw(rt.topics.sku_commands, cmd["sku"], orjson.dumps(cmd))
+        batch.send(order_id, rt.topics.sku_commands, cmd["sku"], orjson.dumps(cmd))
     for logical, key, body in step.outputs:
         model = OUTPUT_MODELS[logical]
-        rt.emit.send(rt.topics.name(logical), key, model.model_validate(body))
+        batch.send(order_id, rt.topics.name(logical), key, encode(model.model_validate(body)))
         if logical == "allocations":
             metrics.ALLOCATIONS.labels(body["status"]).inc()
             if len(body["shipments"]) > 1:
                 metrics.SPLIT_SHIPMENTS.inc()
-            if body["caused_by"] == (step.state or {}).get("event_id"):
+            if body["caused_by"] == state.get("event_id"):
                 metrics.BACKORDERS.inc(len(body["backorders"]))
-                observe_latency(rt.topics.order_commands, (step.state or {}).get("received_ts"))
+                observe_latency(rt.topics.order_commands, state.get("received_ts"))
 
 
 async def handle_command(rt: "Runtime", event: Any, batch: OrderBatch) -> None:
@@ -85,6 +160,8 @@ async def handle_command(rt: "Runtime", event: Any, batch: OrderBatch) -> None:
         return
     source = f"{msg.topic}:{msg.partition}"
     state = batch.state(rt, cmd.order_id)
+    if _replayed(batch, cmd.order_id, source, msg.offset, event):
+        return
     seen = first_sight(rt, msg, cmd.order_id, cmd.event_id, _applied(state, source, msg.offset))
     if seen is not Seen.NEW:
         _rewrite_on_redelivery(batch, seen, state, event)
@@ -111,7 +188,7 @@ async def handle_command(rt: "Runtime", event: Any, batch: OrderBatch) -> None:
         step = lifecycle.on_change_address(state, cmd, at)
     else:
         step = lifecycle.on_return_request(state, cmd, at)
-    write(rt, step, event, batch, source)
+    write(rt, step, event, batch, source, state)
 
 
 async def handle_update(rt: "Runtime", event: Any, batch: OrderBatch) -> None:
@@ -124,11 +201,13 @@ async def handle_update(rt: "Runtime", event: Any, batch: OrderBatch) -> None:
     if state is None:
         rt.emit.dead_letter_record(msg, "unknown_order", f"{upd.type} for unknown order {upd.order_id!r}")
         return
+    if _replayed(batch, upd.order_id, source, msg.offset, event):
+        return
     seen = first_sight(rt, msg, upd.order_id, upd.event_id, _applied(state, source, msg.offset))
     if seen is not Seen.NEW:
         _rewrite_on_redelivery(batch, seen, state, event)
         return
-    write(rt, lifecycle.on_fulfillment(state, upd, rt.node_view.nodes, now()), event, batch, source)
+    write(rt, lifecycle.on_fulfillment(state, upd, rt.node_view.nodes, now()), event, batch, source, state)
 
 
 async def handle_reply(rt: "Runtime", event: Any, batch: OrderBatch) -> None:
@@ -143,6 +222,8 @@ async def handle_reply(rt: "Runtime", event: Any, batch: OrderBatch) -> None:
     state = batch.state(rt, order_id)
     if state is None:
         rt.emit.dead_letter_record(msg, "unknown_order", f"{kind} for unknown order {order_id!r}")
+        return
+    if _replayed(batch, order_id, source, msg.offset, event):
         return
     # No offset check here: replies carry their own ids and the domain
     # functions ignore one they have applied (a reply not pending any more,
@@ -168,11 +249,13 @@ async def handle_reply(rt: "Runtime", event: Any, batch: OrderBatch) -> None:
         return
     if step.duplicate:
         metrics.DUPLICATES_SKIPPED.labels(msg.topic).inc()
-    write(rt, step, event, batch, source)
+    write(rt, step, event, batch, source, state)
 
 
 def flush(rt: "Runtime", batch: OrderBatch) -> None:
     for order_id, (state, event) in batch.states.items():
+        if order_id in batch.inputs:
+            state["outbox"] = {"inputs": batch.inputs[order_id], "records": batch.outbox.get(order_id, [])}
         bind_event(event)
         rt.orders.put(order_id, state)
 

@@ -1,0 +1,144 @@
+"""An order's decisions are written with the records they send, and a record
+of that batch seen again sends the same records instead of deciding anew."""
+from __future__ import annotations
+
+import asyncio
+import json
+from types import SimpleNamespace
+
+import orjson
+
+from stockflow.agents import orders as agent
+from stockflow.agents.emit import Emitter
+from stockflow.domain import orders as flow
+from stockflow.streams.topics import Topics
+
+TOPICS = Topics("t")
+UPDATES = TOPICS.fulfillment_updates
+
+
+class Producer:
+    def __init__(self):
+        self.sent = []
+
+    async def send(self, topic, key, value, partition, timestamp, headers):
+        self.sent.append((topic, key, value))
+        fut = asyncio.get_running_loop().create_future()
+        fut.set_result(None)
+        return fut
+
+
+class Table(dict):
+    def get(self, key):  # noqa: D401 - the OrderTable interface
+        return json.loads(json.dumps(super().get(key))) if key in self else None
+
+    def put(self, key, state):
+        self[key] = json.loads(json.dumps(state))  # what a JSON changelog keeps
+
+
+def runtime():
+    emit = Emitter(SimpleNamespace(producer=Producer()))
+    emit.deadletter_topic = TOPICS.deadletter
+    seen = {}
+    return SimpleNamespace(
+        emit=emit, orders=Table(), topics=TOPICS, settings=SimpleNamespace(max_payload_bytes=1 << 20),
+        seen=SimpleNamespace(get=seen.get, put=lambda k, v, force=False: seen.__setitem__(k, v)),
+        node_view=SimpleNamespace(nodes={}),
+    )
+
+
+def event(topic: str, partition: int, offset: int, key: str = "o1", value: dict | None = None):
+    msg = SimpleNamespace(topic=topic, partition=partition, offset=offset, key=key.encode(),
+                          value=orjson.dumps(value or {}), timestamp=0.0)
+    return Event(msg)
+
+
+def shipped(event_id: str) -> dict:
+    return {"event_id": event_id, "occurred_at": "2026-11-23T00:00:00Z", "order_id": "o1",
+            "shipment_id": "o1-S1", "node_id": "DC1", "type": "shipped",
+            "lines": [{"line_id": "L1", "sku": "A", "qty": 1}]}
+
+
+class Event:
+    """A consumed record as agents see it (weak-referenceable, like Faust's)."""
+
+    def __init__(self, message):
+        self.message = message
+
+
+flush = agent.flush
+
+
+def first_batch(rt):
+    """Order o1 decides on an update: a consume command to its SKU's owner."""
+    batch = agent.OrderBatch()
+    state = {"order_id": "o1", "offsets": {}}
+    ev = event(UPDATES, 2, 7)
+    cmd = {"cmd": "consume", "cmd_id": "ship-1:L1", "order_id": "o1", "sku": "A", "node_id": "DC1", "qty": 1}
+    agent.write(rt, flow.Step(dict(state), commands=[cmd]), ev, batch, f"{UPDATES}:2", state)
+    return batch
+
+
+def test_records_wait_for_the_state_that_carries_them():
+    rt = runtime()
+    batch = first_batch(rt)
+    assert rt.emit.pending == []  # nothing may leave before the state is written
+    flush(rt, batch)
+    stored = rt.orders.get("o1")
+    assert stored["outbox"]["inputs"] == [[f"{UPDATES}:2", 7]]
+    assert stored["offsets"] == {f"{UPDATES}:2": 7}
+    batch.release(rt.emit)
+    assert [(t, k, json.loads(v)["cmd_id"]) for t, k, v in rt.emit.pending] == \
+        [(TOPICS.sku_commands, b"A", "ship-1:L1")]
+
+
+def test_a_record_of_the_stored_batch_sends_the_same_bytes_again_without_deciding():
+    rt = runtime()
+    first = first_batch(rt)
+    flush(rt, first)
+    first.release(rt.emit)
+    sent_first = list(rt.emit.pending)
+    rt.emit.pending.clear()  # the process dies here: written, never sent
+
+    again = agent.OrderBatch()
+    # the redelivered update would now be refused (say a revocation got in
+    # first); it must not be decided again
+    asyncio.run(agent.handle_update(rt, event(UPDATES, 2, 7, value=shipped("ship-1")), again))
+    assert again.replayed == {"o1"}
+    flush(rt, again)
+    again.release(rt.emit)
+    assert rt.emit.pending == sent_first
+    # and the stored outbox still holds them, should this batch die too
+    assert rt.orders.get("o1")["outbox"]["records"] == [[t, k.decode(), v.decode()] for t, k, v in sent_first]
+
+
+def test_a_record_outside_the_stored_batch_is_decided_as_usual():
+    rt = runtime()
+    batch = first_batch(rt)
+    flush(rt, batch)
+    later = agent.OrderBatch()
+    later.state(rt, "o1")
+    assert not agent._replayed(later, "o1", f"{UPDATES}:2", 8, event(UPDATES, 2, 8))
+    assert not agent._replayed(later, "o1", f"{TOPICS.order_events}:2", 7, event(TOPICS.order_events, 2, 7))
+
+
+def test_a_refusal_of_a_known_order_is_kept_with_it():
+    rt = runtime()
+    state = {"order_id": "o1", "offsets": {}}
+    batch = agent.OrderBatch()
+    step = flow.Step(None, dead_letter=("invalid_transition", "shipped of 1 x L1 exceeds what shipment o1-S1 holds"))
+    agent.write(rt, step, event(UPDATES, 2, 9), batch, f"{UPDATES}:2", state)
+    assert rt.emit.pending == []
+    flush(rt, batch)
+    stored = rt.orders.get("o1")
+    assert stored["offsets"] == {f"{UPDATES}:2": 9}  # decided: a redelivery does not decide again
+    [(topic, key, value)] = stored["outbox"]["records"]
+    assert topic == TOPICS.deadletter and json.loads(value)["error"] == "invalid_transition"
+
+
+def test_a_refusal_without_an_order_goes_out_at_once():
+    rt = runtime()
+    batch = agent.OrderBatch()
+    step = flow.Step(None, dead_letter=("unknown_node", "pickup node 'X' is unknown"))
+    agent.write(rt, step, event(TOPICS.order_commands, 0, 1), batch, f"{TOPICS.order_commands}:0", None)
+    assert batch.outbox == {} and len(rt.emit.pending) == 1
