@@ -59,33 +59,56 @@ async def _batches(rt: "Runtime", stream: Any, new_batch: Callable[[], Any], han
                    flush: Callable[["Runtime", Any], None], order: InOrder) -> None:
     async for events in stream.take_events(rt.settings.batch_size, rt.settings.batch_within_s):
         batch = new_batch()
+        handled = []
         for event in events:
             if not await _in_order(rt, order, event.message):
                 continue
+            handled.append(event)
             # Faust reads and writes a table in the partition of the current event.
             bind_event(event)
             if trace.TRACE:
                 trace.handled(event.message)
             metrics.EVENTS_PROCESSED.labels(event.message.topic).inc()
             await handlers[event.message.topic](rt, event, batch)
-        if hasattr(batch, "release"):
-            # An outbox (agents/orders.py): the states carry the records they
-            # decided, and a redelivery sends those again, so the states go
-            # first, into the changelog, and only then their records.
-            flush(rt, batch)
+        # The states first, each carrying the records its batch decided (its
+        # outbox: agents/orders.py says why); only once they are in the
+        # changelog do those records go out. A redelivered record of that
+        # batch sends them again instead of deciding anew, so a crash at any
+        # point leaves either nothing or the same records.
+        flush(rt, batch)
+        if batch.outbox:
             await rt.app.producer.flush()
             batch.release(rt.emit)
-            await rt.emit.drain(delivered=True)
-        else:
-            # Outputs first, acknowledged, then the state. A state that says
-            # an input was applied makes its redelivery a no-op, so it must
-            # never exist (locally or in the changelog) without the outputs it
-            # caused.
-            await rt.emit.drain(delivered=True)
-            flush(rt, batch)
-            await rt.emit.drain()
+        # Acknowledged before the next batch: only the last batch's records
+        # can still be on their way, and only they are kept in the states.
+        await rt.emit.drain(delivered=True)
+        if batch.outbox:
+            _mark_sent(rt, handled)
         if trace.TRACE:
             trace.batch_done(events)
+
+
+def _mark_sent(rt: "Runtime", handled: list) -> None:
+    """Remember that the records decided from these inputs are acknowledged,
+    so a redelivery after a crash need not send them again (the outbox is
+    still there for the crash that comes before this is written)."""
+    last: dict[int, tuple[Any, dict[str, int]]] = {}
+    for event in handled:
+        msg = event.message
+        _, offsets = last.get(msg.partition, (None, {}))
+        source = f"{msg.topic}:{msg.partition}"
+        offsets[source] = max(msg.offset, offsets.get(source, -1))
+        last[msg.partition] = (event, offsets)
+    for partition, (event, offsets) in last.items():
+        bind_event(event)
+        rt.seen.mark_sent(partition, offsets)
+
+
+def already_sent(rt: "Runtime", partition: int, box: dict) -> bool:
+    """Whether every input of a stored outbox is at or below what
+    ``_mark_sent`` recorded: its records went out, nothing to send again."""
+    sent = rt.seen.sent_through(partition)
+    return all(offset <= sent.get(source, -1) for source, offset in box["inputs"])
 
 
 async def _in_order(rt: "Runtime", order: InOrder, msg: Any) -> bool:

@@ -28,6 +28,7 @@ from ..tables.context import bind_event
 from ..tables.replica import atp_key
 from .batches import decode_keyed, first_sight, raw_topics, run_batches
 from .emit import now, observe_latency
+from .outbox import Outbox
 
 if TYPE_CHECKING:
     from ..app import Runtime
@@ -35,16 +36,24 @@ if TYPE_CHECKING:
 COMMANDS = {"reserve", "release", "consume", "backorder", "short", "restock", "unrevoke"}
 
 
-class StockBatch:
-    """What one batch changed, written once at its end."""
+class StockBatch(Outbox):
+    """One batch of the stock agent: each SKU's state written once at its
+    end, one availability event per SKU and node it changed, and the
+    answers to orders it decided (the outbox, agents/outbox.py: here a
+    re-run could grant a reserve the first run refused, or revoke what it
+    left, after the order acted on the first answer)."""
 
     def __init__(self) -> None:
-        self.states: dict[str, tuple[SkuState, Any]] = {}  # sku -> (state, last event)
+        super().__init__()
         self.touched: dict[tuple[str, str], Any] = {}  # (sku, node) -> last event
 
     def state(self, rt: "Runtime", sku: str) -> SkuState:
         held = self.states.get(sku)
-        return held[0] if held else rt.stock.get(sku)
+        if held:
+            return held[0]
+        state, box = rt.stock.load(sku)
+        self.remember_stored(sku, box)
+        return state
 
     def keep(self, state: SkuState, event: Any, changed: tuple[str, ...]) -> None:
         self.states[state.sku] = (state, event)
@@ -72,9 +81,9 @@ def make_pick(rt: "Runtime"):
     return pick
 
 
-def _reply(rt: "Runtime", replies: tuple[dict, ...]) -> None:
+def _reply(rt: "Runtime", batch: StockBatch, sku: str, replies: tuple[dict, ...]) -> None:
     for r in replies:
-        rt.emit.send_raw(rt.topics.order_events, r["order_id"], orjson.dumps(r))
+        batch.send(sku, rt.topics.order_events, r["order_id"], orjson.dumps(r))
 
 
 async def handle_movement(rt: "Runtime", event: Any, batch: StockBatch) -> None:
@@ -89,6 +98,8 @@ async def handle_movement(rt: "Runtime", event: Any, batch: StockBatch) -> None:
             return
     source_tp = f"{msg.topic}:{msg.partition}"
     state = batch.state(rt, m.sku)
+    if batch.replayed(rt, m.sku, source_tp, msg.offset, event):
+        return
     seen = first_sight(rt, msg, m.sku, m.event_id, state.applied(source_tp, msg.offset))
     if seen is Seen.DUPLICATE:
         return
@@ -105,13 +116,14 @@ async def handle_movement(rt: "Runtime", event: Any, batch: StockBatch) -> None:
         revoked = owner.revoke_shortage(state, result.short_nodes, cause=m.event_id)
         state = revoked.state
         changed.update(revoked.changed_nodes)
-        _reply(rt, revoked.replies)
+        _reply(rt, batch, m.sku, revoked.replies)
     if state.backorders and state.node(m.node_id).on_hand > before:
         filled = owner.fill_backorders(state, nodes, m.event_id, rt.extras["pick"])
         state = filled.state
         changed.update(filled.changed_nodes)
-        _reply(rt, filled.replies)
+        _reply(rt, batch, m.sku, filled.replies)
     batch.keep(state, event, tuple(sorted(changed)))
+    batch.decided(m.sku, source_tp, msg.offset)
 
 
 async def handle_command(rt: "Runtime", event: Any, batch: StockBatch) -> None:
@@ -126,10 +138,12 @@ async def handle_command(rt: "Runtime", event: Any, batch: StockBatch) -> None:
         return
     source_tp = f"{msg.topic}:{msg.partition}"
     state = batch.state(rt, sku)
+    if batch.replayed(rt, sku, source_tp, msg.offset, event):
+        return
     seen = first_sight(rt, msg, sku, cmd_id, state.applied(source_tp, msg.offset))
     if seen is Seen.DUPLICATE:
         if kind == "reserve":
-            _reply(rt, owner.answer_again(state, cmd, rt.node_view.nodes).replies)
+            _reply(rt, batch, sku, owner.answer_again(state, cmd, rt.node_view.nodes).replies)
         return
     if seen is Seen.REDELIVERED:
         # Applied before: its replies were acknowledged before the state was
@@ -158,13 +172,14 @@ async def handle_command(rt: "Runtime", event: Any, batch: StockBatch) -> None:
         metrics.OVERSELL_VIOLATIONS.inc(result.oversell)
     offsets = advance(result.state.offsets, source_tp, msg.offset)
     batch.keep(replace(result.state, offsets=offsets), event, result.changed_nodes)
-    _reply(rt, result.replies)
+    batch.decided(sku, source_tp, msg.offset)
+    _reply(rt, batch, sku, result.replies)
 
 
 def flush(rt: "Runtime", batch: StockBatch) -> None:
-    for state, event in batch.states.values():
+    for sku, (state, event) in batch.states.items():
         bind_event(event)
-        rt.stock.put(state)
+        rt.stock.put(state, batch.box_to_store(sku))
     at = now()
     nodes = rt.node_view.nodes
     for (sku, node_id), event in batch.touched.items():

@@ -21,6 +21,7 @@ from ..streams.codec import encode
 from ..tables.context import bind_event
 from .batches import decode_keyed, first_sight, raw_topics, run_batches
 from .emit import now, observe_latency
+from .outbox import Outbox
 
 if TYPE_CHECKING:
     from ..app import Runtime
@@ -33,52 +34,17 @@ OUTPUT_MODELS = {
 }
 
 
-class OrderBatch:
-    """What one batch decided, per order: the new states and every record
-    those decisions send (the outbox).
-
-    Why an outbox: an order reads two topics (its commands and updates, and
-    the SKU owners' answers), and after a crash the records of both come
-    back in whatever order the fetches bring them. A re-run that decides
-    differently from the first run contradicts records already sent (the
-    long chaos run: a ship consumed at the owner in the first run, dead-
-    lettered as exceeding its shipment in the re-run after a revocation got
-    in first). So each order's state is written with the records its batch
-    decided, and only once that state is in the changelog are the records
-    sent (agents/batches.py). A record of that batch seen again finds its
-    decision in the state and sends the same records again, byte for byte,
-    instead of deciding anew.
-    """
-
-    def __init__(self) -> None:
-        self.states: dict[str, tuple[dict, Any]] = {}
-        self.outbox: dict[str, list[list]] = {}  # order_id -> [[topic, key, value text], ...]
-        self.inputs: dict[str, list[list]] = {}  # order_id -> [[source, offset], ...] decided in this batch
-        self.stored_box: dict[str, dict | None] = {}  # order_id -> outbox of its last written state
-        self.replayed: set[str] = set()
+class OrderBatch(Outbox):
+    """One batch of the orders agent: new order states and their outbox
+    (agents/outbox.py), written at the batch's end."""
 
     def state(self, rt: "Runtime", order_id: str) -> dict | None:
         held = self.states.get(order_id)
         if held:
             return held[0]
         state = rt.orders.get(order_id)
-        self.stored_box.setdefault(order_id, (state or {}).get("outbox"))
+        self.remember_stored(order_id, (state or {}).get("outbox"))
         return state
-
-    def send(self, order_id: str, topic: str, key: str | bytes | None, value: bytes) -> None:
-        if isinstance(key, bytes):
-            key = key.decode("utf-8")
-        self.outbox.setdefault(order_id, []).append([topic, key, value.decode("utf-8")])
-
-    def decided(self, order_id: str, source: str, offset: int) -> None:
-        self.inputs.setdefault(order_id, []).append([source, offset])
-
-    def release(self, emit: Any) -> None:
-        """Hand the records to the producer: only once the states carrying
-        them are in the changelog."""
-        for records in self.outbox.values():
-            for topic, key, value in records:
-                emit.send_raw(topic, key, value.encode("utf-8"))
 
 
 def _applied(state: dict | None, source: str, offset: int) -> bool:
@@ -86,30 +52,6 @@ def _applied(state: dict | None, source: str, offset: int) -> bool:
         return False
     last = state.get("offsets", {}).get(source)
     return last is not None and offset <= last
-
-
-def _replayed(batch: OrderBatch, order_id: str, source: str, offset: int, event: Any) -> bool:
-    """Whether the record was decided in the batch whose outbox the order's
-    state carries; if so that decision stands and its records go out again
-    (they may never have left: the crash came between the state and them)."""
-    box = batch.stored_box.get(order_id)
-    if not box or [source, offset] not in box["inputs"]:
-        return False
-    if order_id not in batch.replayed:
-        batch.replayed.add(order_id)
-        state = batch.states[order_id][0] if order_id in batch.states else None
-        # Carried into this batch's outbox: should this batch's state be
-        # written and the process die before the records leave, the next
-        # run finds them there.
-        for record in box["records"]:
-            batch.outbox.setdefault(order_id, []).append(list(record))
-        for seen in box["inputs"]:
-            batch.decided(order_id, *seen)
-        metrics.OUTBOX_RESENT.inc(len(box["records"]))
-        if state is not None:
-            batch.states[order_id] = (state, event)
-    metrics.DUPLICATES_SKIPPED.labels(event.message.topic).inc()
-    return True
 
 
 def _rewrite_on_redelivery(batch: OrderBatch, seen: Seen, state: dict | None, event: Any) -> None:
@@ -160,7 +102,7 @@ async def handle_command(rt: "Runtime", event: Any, batch: OrderBatch) -> None:
         return
     source = f"{msg.topic}:{msg.partition}"
     state = batch.state(rt, cmd.order_id)
-    if _replayed(batch, cmd.order_id, source, msg.offset, event):
+    if batch.replayed(rt, cmd.order_id, source, msg.offset, event):
         return
     seen = first_sight(rt, msg, cmd.order_id, cmd.event_id, _applied(state, source, msg.offset))
     if seen is not Seen.NEW:
@@ -201,7 +143,7 @@ async def handle_update(rt: "Runtime", event: Any, batch: OrderBatch) -> None:
     if state is None:
         rt.emit.dead_letter_record(msg, "unknown_order", f"{upd.type} for unknown order {upd.order_id!r}")
         return
-    if _replayed(batch, upd.order_id, source, msg.offset, event):
+    if batch.replayed(rt, upd.order_id, source, msg.offset, event):
         return
     seen = first_sight(rt, msg, upd.order_id, upd.event_id, _applied(state, source, msg.offset))
     if seen is not Seen.NEW:
@@ -223,7 +165,7 @@ async def handle_reply(rt: "Runtime", event: Any, batch: OrderBatch) -> None:
     if state is None:
         rt.emit.dead_letter_record(msg, "unknown_order", f"{kind} for unknown order {order_id!r}")
         return
-    if _replayed(batch, order_id, source, msg.offset, event):
+    if batch.replayed(rt, order_id, source, msg.offset, event):
         return
     # No offset check here: replies carry their own ids and the domain
     # functions ignore one they have applied (a reply not pending any more,
@@ -254,8 +196,11 @@ async def handle_reply(rt: "Runtime", event: Any, batch: OrderBatch) -> None:
 
 def flush(rt: "Runtime", batch: OrderBatch) -> None:
     for order_id, (state, event) in batch.states.items():
-        if order_id in batch.inputs:
-            state["outbox"] = {"inputs": batch.inputs[order_id], "records": batch.outbox.get(order_id, [])}
+        box = batch.box_to_store(order_id)
+        if box:
+            state["outbox"] = box
+        else:
+            state.pop("outbox", None)
         bind_event(event)
         rt.orders.put(order_id, state)
 

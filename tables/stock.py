@@ -16,11 +16,18 @@ class StockTable:
         self.table = table
 
     def get(self, sku: str) -> SkuState:
-        d = self.table.get(sku.encode())
-        return SkuState.from_dict(d) if d else SkuState(sku)
+        return self.load(sku)[0]
 
-    def put(self, state: SkuState) -> None:
-        self.table[state.sku.encode()] = state.to_dict()
+    def load(self, sku: str) -> tuple[SkuState, dict | None]:
+        """The state and the outbox it was written with (agents/inventory.py)."""
+        d = self.table.get(sku.encode())
+        return (SkuState.from_dict(d), d.get("outbox")) if d else (SkuState(sku), None)
+
+    def put(self, state: SkuState, outbox: dict | None = None) -> None:
+        d = state.to_dict()
+        if outbox:
+            d["outbox"] = outbox
+        self.table[state.sku.encode()] = d
 
 
 class SeenTable:
@@ -36,6 +43,26 @@ class SeenTable:
         k = key.encode()
         if force or self.table.get(k) != where:
             self.table[k] = where
+
+    # Per partition, the input offsets (per "topic:partition") through which
+    # every record an outbox decided has been acknowledged by the broker
+    # (agents/batches.py). A leading NUL keeps it apart from "key|event_id".
+    # Like every table access, it needs an event of that partition bound.
+    @staticmethod
+    def _sent_key(partition: int) -> bytes:
+        return b"\x00sent:%d" % partition
+
+    def sent_through(self, partition: int) -> dict[str, int]:
+        return self.table.get(self._sent_key(partition)) or {}
+
+    def mark_sent(self, partition: int, offsets: dict[str, int]) -> None:
+        current = self.sent_through(partition)
+        merged = dict(current)
+        for source, offset in offsets.items():
+            if offset > merged.get(source, -1):
+                merged[source] = offset
+        if merged != current:
+            self.table[self._sent_key(partition)] = merged
 
 
 def approx_keys(table: Any) -> int:

@@ -11,7 +11,9 @@ import orjson
 from stockflow.agents import orders as agent
 from stockflow.agents.emit import Emitter
 from stockflow.domain import orders as flow
+from stockflow.agents.batches import _mark_sent
 from stockflow.streams.topics import Topics
+from stockflow.tables.stock import SeenTable
 
 TOPICS = Topics("t")
 UPDATES = TOPICS.fulfillment_updates
@@ -39,11 +41,9 @@ class Table(dict):
 def runtime():
     emit = Emitter(SimpleNamespace(producer=Producer()))
     emit.deadletter_topic = TOPICS.deadletter
-    seen = {}
     return SimpleNamespace(
         emit=emit, orders=Table(), topics=TOPICS, settings=SimpleNamespace(max_payload_bytes=1 << 20),
-        seen=SimpleNamespace(get=seen.get, put=lambda k, v, force=False: seen.__setitem__(k, v)),
-        node_view=SimpleNamespace(nodes={}),
+        seen=SeenTable({}), node_view=SimpleNamespace(nodes={}),
     )
 
 
@@ -104,12 +104,27 @@ def test_a_record_of_the_stored_batch_sends_the_same_bytes_again_without_decidin
     # the redelivered update would now be refused (say a revocation got in
     # first); it must not be decided again
     asyncio.run(agent.handle_update(rt, event(UPDATES, 2, 7, value=shipped("ship-1")), again))
-    assert again.replayed == {"o1"}
+    assert again.resent == {"o1"}
     flush(rt, again)
     again.release(rt.emit)
     assert rt.emit.pending == sent_first
     # and the stored outbox still holds them, should this batch die too
     assert rt.orders.get("o1")["outbox"]["records"] == [[t, k.decode(), v.decode()] for t, k, v in sent_first]
+
+
+def test_records_known_to_be_acknowledged_are_not_sent_again():
+    rt = runtime()
+    first = first_batch(rt)
+    flush(rt, first)
+    first.release(rt.emit)
+    rt.emit.pending.clear()
+    _mark_sent(rt, [event(UPDATES, 2, 7)])  # the drain came back: all acknowledged
+    assert rt.seen.sent_through(2) == {f"{UPDATES}:2": 7}
+
+    again = agent.OrderBatch()
+    asyncio.run(agent.handle_update(rt, event(UPDATES, 2, 7, value=shipped("ship-1")), again))
+    assert again.resent == set() and again.outbox == {}  # decided before, and out: nothing to do
+    assert rt.emit.pending == []
 
 
 def test_a_record_outside_the_stored_batch_is_decided_as_usual():
@@ -118,8 +133,8 @@ def test_a_record_outside_the_stored_batch_is_decided_as_usual():
     flush(rt, batch)
     later = agent.OrderBatch()
     later.state(rt, "o1")
-    assert not agent._replayed(later, "o1", f"{UPDATES}:2", 8, event(UPDATES, 2, 8))
-    assert not agent._replayed(later, "o1", f"{TOPICS.order_events}:2", 7, event(TOPICS.order_events, 2, 7))
+    assert not later.replayed(rt, "o1", f"{UPDATES}:2", 8, event(UPDATES, 2, 8))
+    assert not later.replayed(rt, "o1", f"{TOPICS.order_events}:2", 7, event(TOPICS.order_events, 2, 7))
 
 
 def test_a_refusal_of_a_known_order_is_kept_with_it():

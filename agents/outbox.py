@@ -1,0 +1,90 @@
+"""What a batch decided, kept with the state it decided it for.
+
+Why: each agent reads two topics (an order its commands or updates and the
+SKU owners' answers; a SKU owner its movements and the orders' commands),
+and after a crash the records of both come back in whatever order the
+fetches bring them. A re-run that decides differently from the first run
+contradicts records already sent: the long chaos run saw a ship consumed at
+the owner in the first run and dead-lettered as exceeding its shipment in
+the re-run, after a revocation got in first. So every key's state is
+written with the records its batch decided (its outbox), and only once that
+state is in the changelog do the records go out (agents/batches.py). A
+record of that batch seen again finds its decision there and sends the same
+records again, byte for byte, instead of deciding anew; unless the
+partition's "sent through" mark (tables/stock.py) says they were
+acknowledged already.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .. import metrics
+
+if TYPE_CHECKING:
+    from ..app import Runtime
+
+
+class Outbox:
+    """Per key: the records decided in this batch, the inputs they were
+    decided from, and the outbox the key's state was last written with."""
+
+    def __init__(self) -> None:
+        self.states: dict[str, tuple[Any, Any]] = {}  # key -> (state, last event)
+        self.outbox: dict[str, list[list]] = {}  # key -> [[topic, key, value text], ...]
+        self.inputs: dict[str, list[list]] = {}  # key -> [[source, offset], ...] decided in this batch
+        self.stored_box: dict[str, dict | None] = {}  # key -> outbox of its last written state
+        self.resent: set[str] = set()  # keys whose stored records this batch sends again
+
+    def remember_stored(self, key: str, box: dict | None) -> None:
+        self.stored_box.setdefault(key, box)
+
+    def send(self, key: str, topic: str, record_key: str | bytes | None, value: bytes) -> None:
+        if isinstance(record_key, bytes):
+            record_key = record_key.decode("utf-8")
+        self.outbox.setdefault(key, []).append([topic, record_key, value.decode("utf-8")])
+
+    def decided(self, key: str, source: str, offset: int) -> None:
+        self.inputs.setdefault(key, []).append([source, offset])
+
+    def box_to_store(self, key: str) -> dict | None:
+        """The outbox to write with the key's state. Only records need
+        keeping: a batch that sent none has nothing a re-run could
+        contradict, and earlier batches' records were acknowledged before
+        this batch began. A state written again without a decision (a
+        redelivery's rewrite) keeps what it carried."""
+        if key not in self.inputs:
+            return self.stored_box.get(key)
+        records = self.outbox.get(key)
+        return {"inputs": self.inputs[key], "records": records} if records else None
+
+    def release(self, emit: Any) -> None:
+        """Hand the records to the producer: only once the states carrying
+        them are in the changelog."""
+        for records in self.outbox.values():
+            for topic, record_key, value in records:
+                emit.send_raw(topic, record_key, value.encode("utf-8"))
+
+    def replayed(self, rt: "Runtime", key: str, source: str, offset: int, event: Any) -> bool:
+        """Whether the record was decided in the batch whose outbox the key's
+        state carries. If so that decision stands (the caller decides
+        nothing) and its records go out again, unless known to have been
+        acknowledged: the crash can come between the state and them."""
+        from .batches import already_sent
+
+        box = self.stored_box.get(key)
+        if not box or [source, offset] not in box["inputs"]:
+            return False
+        if key not in self.resent and not already_sent(rt, event.message.partition, box):
+            self.resent.add(key)
+            # Carried into this batch's outbox: should this batch's state be
+            # written and the process die before the records leave, the next
+            # run finds them there.
+            for record in box["records"]:
+                self.outbox.setdefault(key, []).append(list(record))
+            for seen in box["inputs"]:
+                self.decided(key, *seen)
+            metrics.OUTBOX_RESENT.inc(len(box["records"]))
+            if key in self.states:
+                self.states[key] = (self.states[key][0], event)
+        metrics.DUPLICATES_SKIPPED.labels(event.message.topic).inc()
+        return True
