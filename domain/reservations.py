@@ -308,15 +308,20 @@ def unrevoke(state: SkuState, cmd: Mapping, nodes: Mapping[str, Node]) -> OwnerR
     held = dict(state.reservations.get(order_id, {}))
     held[node_id] = held.get(node_id, 0) + back
     state, changed = _set_holding(state, order_id, held)
-    # Never this order: it just said it cannot give these units back, and
-    # revoking them from it again started a revoke/unrevoke loop that grew
-    # the ids until a state passed Kafka's 1 MB record limit and the worker
-    # died (the long chaos run). What still does not fit is not held again.
-    revoked = revoke_shortage(state, (node_id,), cmd.get("cmd_id", ""), spare=order_id)
+    # Revoking from this same order again is right once: a fill it had not
+    # seen yet when it answered has reached it by then (the fill went out
+    # before this revocation), so it can give the unit back. A second time
+    # it is a loop: the order has nothing there, answers unrevoke again, and
+    # so on, the ids growing until a state passed Kafka's 1 MB record limit
+    # and the worker died (the long chaos run). Then what does not fit is
+    # not held again.
+    cmd_id = cmd.get("cmd_id", "")
+    spare = order_id if cmd_id.count(":un") > 1 else None
+    revoked = revoke_shortage(state, (node_id,), cmd_id, spare=spare)
     state = revoked.state
     s = state.node(node_id)
     excess = s.reserved - max(0, s.on_hand)
-    if excess > 0:
+    if spare and excess > 0:
         held = dict(state.reservations.get(order_id, {}))
         held[node_id] = held.get(node_id, 0) - min(back, excess)
         state, more = _set_holding(state, order_id, held)
