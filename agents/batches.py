@@ -95,8 +95,12 @@ async def _batches(rt: "Runtime", stream: Any, new_batch: Callable[[], Any], han
 
 def _mark_sent(rt: "Runtime", handled: list) -> None:
     """Remember that the records decided from these inputs are acknowledged,
-    so a redelivery after a crash need not send them again (the outbox is
-    still there for the crash that comes before this is written)."""
+    so they need not be sent again after a crash (the outbox is still there
+    for the crash that comes before this is written). Only handled inputs
+    count: they come in offset order per partition, so every input at or
+    below the mark was handled here or earlier; a stored outbox sent again
+    because its key was read is not marked, since other keys' outboxes of
+    the same lost batch may still wait for their first read."""
     last: dict[int, tuple[Any, dict[str, int]]] = {}
     for event in handled:
         msg = event.message

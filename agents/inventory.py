@@ -52,7 +52,7 @@ class StockBatch(Outbox):
         if held:
             return held[0]
         state, box = rt.stock.load(sku)
-        self.remember_stored(sku, box)
+        self.remember_stored(rt, sku, box)
         return state
 
     def keep(self, state: SkuState, event: Any, changed: tuple[str, ...]) -> None:

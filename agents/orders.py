@@ -43,7 +43,7 @@ class OrderBatch(Outbox):
         if held:
             return held[0]
         state = rt.orders.get(order_id)
-        self.remember_stored(order_id, (state or {}).get("outbox"))
+        self.remember_stored(rt, order_id, (state or {}).get("outbox"))
         return state
 
 

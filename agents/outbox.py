@@ -8,11 +8,11 @@ contradicts records already sent: the long chaos run saw a ship consumed at
 the owner in the first run and dead-lettered as exceeding its shipment in
 the re-run, after a revocation got in first. So every key's state is
 written with the records its batch decided (its outbox), and only once that
-state is in the changelog do the records go out (agents/batches.py). A
-record of that batch seen again finds its decision there and sends the same
-records again, byte for byte, instead of deciding anew; unless the
-partition's "sent through" mark (tables/stock.py) says they were
-acknowledged already.
+state is in the changelog do the records go out (agents/batches.py). The
+next batch that reads the key sends those records again, byte for byte,
+unless the partition's "sent through" mark (tables/stock.py) says they were
+acknowledged already; a record of that batch seen again finds its decision
+there and is not decided anew.
 """
 from __future__ import annotations
 
@@ -35,8 +35,24 @@ class Outbox:
         self.stored_box: dict[str, dict | None] = {}  # key -> outbox of its last written state
         self.resent: set[str] = set()  # keys whose stored records this batch sends again
 
-    def remember_stored(self, key: str, box: dict | None) -> None:
-        self.stored_box.setdefault(key, box)
+    def remember_stored(self, rt: "Runtime", key: str, box: dict | None) -> None:
+        """Called when a batch first reads the key's state. Records the state
+        carries that are not known to have been acknowledged go out again
+        now, with whatever this batch decides for the key, and stay in its
+        outbox: waiting for the redelivery of their inputs was not enough,
+        since after a crash a record of the key's other topic can come
+        first, and its decision replaced the stored records before they were
+        ever sent (the short chaos run: a dead letter lost this way)."""
+        if key in self.stored_box:
+            return
+        self.stored_box[key] = box
+        if box and box["records"] and not _known_sent(rt, box):
+            self.resent.add(key)
+            for record in box["records"]:
+                self.outbox.setdefault(key, []).append(list(record))
+            for seen in box["inputs"]:
+                self.decided(key, *seen)
+            metrics.OUTBOX_RESENT.inc(len(box["records"]))
 
     def send(self, key: str, topic: str, record_key: str | bytes | None, value: bytes) -> None:
         if isinstance(record_key, bytes):
@@ -66,25 +82,22 @@ class Outbox:
 
     def replayed(self, rt: "Runtime", key: str, source: str, offset: int, event: Any) -> bool:
         """Whether the record was decided in the batch whose outbox the key's
-        state carries. If so that decision stands (the caller decides
-        nothing) and its records go out again, unless known to have been
-        acknowledged: the crash can come between the state and them."""
-        from .batches import already_sent
-
+        state carries. If so that decision stands: the caller decides
+        nothing (its records went out again when the state was read, unless
+        known to have been acknowledged)."""
         box = self.stored_box.get(key)
         if not box or [source, offset] not in box["inputs"]:
             return False
-        if key not in self.resent and not already_sent(rt, event.message.partition, box):
-            self.resent.add(key)
-            # Carried into this batch's outbox: should this batch's state be
-            # written and the process die before the records leave, the next
-            # run finds them there.
-            for record in box["records"]:
-                self.outbox.setdefault(key, []).append(list(record))
-            for seen in box["inputs"]:
-                self.decided(key, *seen)
-            metrics.OUTBOX_RESENT.inc(len(box["records"]))
-            if key in self.states:
-                self.states[key] = (self.states[key][0], event)
+        if key in self.states:
+            self.states[key] = (self.states[key][0], event)
         metrics.DUPLICATES_SKIPPED.labels(event.message.topic).inc()
         return True
+
+
+def _known_sent(rt: "Runtime", box: dict) -> bool:
+    from .batches import already_sent
+
+    # Every input of a key comes from the same partition number (the topics
+    # are co-partitioned), which is also the bound event's.
+    partition = int(box["inputs"][0][0].rsplit(":", 1)[1])
+    return already_sent(rt, partition, box)

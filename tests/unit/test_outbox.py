@@ -127,6 +127,35 @@ def test_records_known_to_be_acknowledged_are_not_sent_again():
     assert rt.emit.pending == []
 
 
+def test_a_record_of_the_other_topic_first_still_sends_the_stored_records():
+    # after a crash an answer of the order's other topic came before the
+    # redelivered update; its decision replaced the stored records, which
+    # were never sent (the short chaos run lost a dead letter this way)
+    rt = runtime()
+    first = first_batch(rt)
+    flush(rt, first)
+    first.release(rt.emit)
+    sent_first = [[t, k.decode(), v.decode()] for t, k, v in rt.emit.pending]
+    rt.emit.pending.clear()  # the process dies: written, never sent
+
+    later = agent.OrderBatch()
+    state = later.state(rt, "o1")  # an answer of the order-events topic, read first
+    answer = {"cmd": "release", "cmd_id": "r-2", "order_id": "o1", "sku": "A", "nodes": {"DC1": 1}}
+    ev = event(TOPICS.order_events, 2, 40)
+    agent.write(rt, flow.Step(dict(state), commands=[answer]), ev, later, f"{TOPICS.order_events}:2", state)
+    flush(rt, later)
+    later.release(rt.emit)
+    out = [[t, k.decode(), v.decode()] for t, k, v in rt.emit.pending]
+    assert out[:1] == sent_first and json.loads(out[1][2])["cmd_id"] == "r-2"
+    stored = rt.orders.get("o1")["outbox"]
+    assert stored["records"] == out  # kept until known to be sent
+    assert [f"{UPDATES}:2", 7] in stored["inputs"]
+    # the update redelivered afterwards is not decided again
+    again = agent.OrderBatch()
+    again.state(rt, "o1")
+    assert again.replayed(rt, "o1", f"{UPDATES}:2", 7, event(UPDATES, 2, 7))
+
+
 def test_a_record_outside_the_stored_batch_is_decided_as_usual():
     rt = runtime()
     batch = first_batch(rt)
