@@ -218,6 +218,21 @@ def seeked_generation(consumer: Any) -> tuple[Any, dict, int] | None:
     return getattr(consumer, "_stockflow_seeked", None)
 
 
+async def seek_in_order(consumer: Any, tp: Any, offset: int) -> None:
+    """Read ``tp`` again from ``offset``, the way Faust's own ``seek`` does,
+    but inside the consumer's thread. Faust's aiokafka driver seeks from the
+    calling thread while its fetcher runs in the consumer thread: a seek
+    landing in the middle of ``fetched_records`` crashed the fetcher with a
+    KeyError, and the worker with it (the long chaos run, many partitions
+    asked again at once while the broker was away)."""
+    thread = getattr(consumer, "_thread", None)
+    if thread is None or not hasattr(thread, "call_thread"):
+        await consumer.seek(tp, offset)
+        return
+    await thread.call_thread(thread._ensure_consumer().seek, tp, offset)
+    consumer._read_offset[tp] = offset if offset else None
+
+
 def hold_back(consumer: Any, message: Any) -> None:
     """Leave a record unhandled and unacknowledged without Faust acking it
     later: the commit then stays below it until it is fetched again."""

@@ -7,7 +7,7 @@ import time
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 from .. import metrics
-from ..app import CHANGELOG_SENT, hold_back, seeked_generation, take_changelog_futures
+from ..app import CHANGELOG_SENT, hold_back, seek_in_order, seeked_generation, take_changelog_futures
 from ..domain.idempotency import Seen, classify, dedupe_key, position
 from ..streams.codec import decode, decode_key
 from ..streams.exceptions import DecodeError
@@ -50,7 +50,7 @@ async def _seek_again_while_holes_stay(rt: "Runtime", order: InOrder) -> None:
             log.warning("%s:%d: records from %d still missing; reading again from there", tp.topic, tp.partition,
                         offset)
             try:
-                await rt.app.consumer.seek(tp, offset)
+                await seek_in_order(rt.app.consumer, tp, offset)
             except Exception as exc:  # e.g. the partition moved away meanwhile: the next seek decides
                 log.warning("seek %s:%d to %d failed: %r", tp.topic, tp.partition, offset, exc)
 
@@ -155,7 +155,7 @@ async def _in_order(rt: "Runtime", order: InOrder, msg: Any) -> bool:
     if seek_to is not None:
         log.warning("%s:%d: offset %d arrived while %d was expected; holding it back and reading again from %d",
                     msg.topic, msg.partition, msg.offset, seek_to, seek_to)
-        await consumer.seek(msg.tp, seek_to)
+        await seek_in_order(consumer, msg.tp, seek_to)
     if trace.TRACE:
         trace.handled(msg)
     return False

@@ -66,3 +66,27 @@ def test_a_hole_whose_later_records_all_came_is_asked_again_on_a_timer():
     assert order.admit("a", 747)[0] is Verdict.HANDLE  # the records came back
     clock.t = 3 * RESEEK_EVERY_S
     assert order.due() == []  # filled: nothing to ask for
+
+
+def test_a_seek_runs_in_the_consumer_thread():
+    """Faust's driver seeks from the calling thread while its fetcher runs in
+    the consumer's: the long chaos run crashed the fetcher that way."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from stockflow.app import seek_in_order
+
+    calls = []
+
+    class Thread:
+        def _ensure_consumer(self):
+            return SimpleNamespace(seek=lambda tp, offset: calls.append(("seek", tp, offset)))
+
+        async def call_thread(self, fun, *args):
+            calls.append("in thread")
+            return fun(*args)
+
+    consumer = SimpleNamespace(_thread=Thread(), _read_offset={})
+    asyncio.run(seek_in_order(consumer, "tp", 42))
+    assert calls == ["in thread", ("seek", "tp", 42)]
+    assert consumer._read_offset == {"tp": 42}
