@@ -17,8 +17,8 @@ EVENTS_PROCESSED = Counter(
 )
 OUTBOX_RESENT = Counter(
     "stockflow_outbox_resent",
-    "Records an order's last decisions sent, sent again with the same ids and bytes because an input of that "
-    "batch came back after a crash (agents/orders.py)",
+    "Records a key's last batch decided, sent again with the same ids and bytes after a crash because they "
+    "were not known to be acknowledged (agents/outbox.py)",
     registry=REGISTRY,
 )
 RECORDS_HELD_BACK = Counter(

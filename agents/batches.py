@@ -71,10 +71,10 @@ async def _batches(rt: "Runtime", stream: Any, new_batch: Callable[[], Any], han
             metrics.EVENTS_PROCESSED.labels(event.message.topic).inc()
             await handlers[event.message.topic](rt, event, batch)
         # The states first, each carrying the records its batch decided (its
-        # outbox: agents/orders.py says why); only once they are in the
-        # changelog do those records go out. A redelivered record of that
-        # batch sends them again instead of deciding anew, so a crash at any
-        # point leaves either nothing or the same records.
+        # outbox: agents/outbox.py says why); only once they are in the
+        # changelog do those records go out. After a crash the next batch to
+        # read a key sends them again instead of deciding anew, so a crash at
+        # any point leaves either nothing or the same records.
         since = len(CHANGELOG_SENT)
         flush(rt, batch)
         written = take_changelog_futures(since)
@@ -111,13 +111,6 @@ def _mark_sent(rt: "Runtime", handled: list) -> None:
     for partition, (event, offsets) in last.items():
         bind_event(event)
         rt.seen.mark_sent(partition, offsets)
-
-
-def already_sent(rt: "Runtime", partition: int, box: dict) -> bool:
-    """Whether every input of a stored outbox is at or below what
-    ``_mark_sent`` recorded: its records went out, nothing to send again."""
-    sent = rt.seen.sent_through(partition)
-    return all(offset <= sent.get(source, -1) for source, offset in box["inputs"])
 
 
 async def _in_order(rt: "Runtime", order: InOrder, msg: Any) -> bool:

@@ -88,16 +88,15 @@ class Outbox:
         box = self.stored_box.get(key)
         if not box or [source, offset] not in box["inputs"]:
             return False
-        if key in self.states:
-            self.states[key] = (self.states[key][0], event)
         metrics.DUPLICATES_SKIPPED.labels(event.message.topic).inc()
         return True
 
 
 def _known_sent(rt: "Runtime", box: dict) -> bool:
-    from .batches import already_sent
-
-    # Every input of a key comes from the same partition number (the topics
-    # are co-partitioned), which is also the bound event's.
+    """Whether every input of a stored outbox is at or below the partition's
+    "sent through" mark (agents/batches.py:_mark_sent): its records went out.
+    Every input of a key comes from the same partition number (the topics
+    are co-partitioned), which is also the bound event's."""
     partition = int(box["inputs"][0][0].rsplit(":", 1)[1])
-    return already_sent(rt, partition, box)
+    sent = rt.seen.sent_through(partition)
+    return all(offset <= sent.get(source, -1) for source, offset in box["inputs"])
