@@ -124,36 +124,6 @@ def _make_buffer_flush_drain() -> None:
     ProducerBuffer._stockflow_drains = True
 
 
-# Futures of the table changelog records sent so far (cleared by each batch
-# that takes its own): agents/batches.py waits for the ones its states wrote
-# before it sends what those states decided, and only for those.
-CHANGELOG_SENT: list = []
-
-
-def _collect_changelog_futures() -> None:
-    from faust.tables.base import Collection
-
-    if getattr(Collection, "_stockflow_collects", False):
-        return
-    send_changelog = Collection.send_changelog
-
-    def _send_changelog(self, *args, **kwargs):
-        fut = send_changelog(self, *args, **kwargs)
-        CHANGELOG_SENT.append(fut)
-        return fut
-
-    Collection.send_changelog = _send_changelog
-    Collection._stockflow_collects = True
-
-
-def take_changelog_futures(since: int) -> list:
-    """The changelog futures sent since ``len(CHANGELOG_SENT)`` was ``since``;
-    forgets them all (call with no await since reading ``since``)."""
-    taken = CHANGELOG_SENT[since:]
-    CHANGELOG_SENT.clear()
-    return taken
-
-
 # Topics where an offset jump is normal (compaction removes records); on
 # every other input topic a jump can mean records dropped before a handler
 # saw them, and committing past it would lose them.
@@ -264,7 +234,6 @@ def create_app(settings: Settings) -> Runtime:
     _make_buffer_flush_drain()
     _never_commit_past_dropped_records()
     _remember_each_generations_seek()
-    _collect_changelog_futures()
     from .agents import trace
 
     if trace.TRACE:

@@ -7,10 +7,11 @@ import time
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 from .. import metrics
-from ..app import CHANGELOG_SENT, hold_back, seek_in_order, seeked_generation, take_changelog_futures
+from ..app import hold_back, seek_in_order, seeked_generation
 from ..domain.idempotency import Seen, classify, dedupe_key, position
 from ..streams.codec import decode, decode_key
 from ..streams.exceptions import DecodeError
+from ..tables import writes as table_writes
 from ..tables.context import bind_event
 from . import trace
 from .inorder import GAP_PATIENCE_S, InOrder, Verdict
@@ -58,7 +59,10 @@ async def _seek_again_while_holes_stay(rt: "Runtime", order: InOrder) -> None:
 async def _batches(rt: "Runtime", stream: Any, new_batch: Callable[[], Any], handlers: dict[str, Handler],
                    flush: Callable[["Runtime", Any], None], order: InOrder) -> None:
     async for events in stream.take_events(rt.settings.batch_size, rt.settings.batch_within_s):
+        producer = rt.app.producer._ensure_producer()  # aiokafka's, for its batch API
         batch = new_batch()
+        # This agent's table writes of this batch (tables/writes.py).
+        writes = table_writes.begin()
         handled = []
         for event in events:
             if not await _in_order(rt, order, event.message):
@@ -75,9 +79,8 @@ async def _batches(rt: "Runtime", stream: Any, new_batch: Callable[[], Any], han
         # changelog do those records go out. After a crash the next batch to
         # read a key sends them again instead of deciding anew, so a crash at
         # any point leaves either nothing or the same records.
-        since = len(CHANGELOG_SENT)
         flush(rt, batch)
-        written = take_changelog_futures(since)
+        written = await writes.send(producer)
         if batch.outbox:
             # Only this batch's changelog records: waiting for the whole
             # producer (producer.flush) also waited for the other agent's
@@ -87,8 +90,12 @@ async def _batches(rt: "Runtime", stream: Any, new_batch: Callable[[], Any], han
         # Acknowledged before the next batch: only the last batch's records
         # can still be on their way, and only they are kept in the states.
         await rt.emit.drain(delivered=True)
+        await asyncio.gather(*written)
         if batch.outbox:
             _mark_sent(rt, handled)
+            # Not waited for: a mark lost in a crash only means identical
+            # re-sends, and Faust's commit flushes the producer first.
+            await writes.send(producer)
         if trace.TRACE:
             trace.batch_done(events)
 

@@ -12,6 +12,7 @@ from pydantic import BaseModel
 from .. import metrics
 from ..streams.codec import encode, encode_key, payload_text
 from ..streams.events import DeadLetter
+from ..streams.produce import partitioner, send_partition
 
 log = logging.getLogger(__name__)
 
@@ -23,9 +24,10 @@ def now() -> datetime:
 class Emitter:
     """Collects an agent's output records and hands them to the producer.
 
-    Records go straight to the app's aiokafka producer (``drain``), not
-    through Faust's one-message-at-a-time send buffer, which capped a worker
-    at a few hundred events per second. Faust flushes that producer before
+    Records go straight to the app's aiokafka producer (``drain``), one
+    record batch per partition (streams/produce.py), not through Faust's
+    one-message-at-a-time send buffer, which capped a worker at a few
+    hundred events per second. Faust flushes that producer before
     it commits offsets, so an offset is never committed ahead of the records
     its event caused; the agent drains before it acks the batch.
     """
@@ -40,6 +42,11 @@ class Emitter:
         # wait for those records' acknowledgements too, whoever sent them.
         self._lock = asyncio.Lock()
         self.unacked: list[asyncio.Future] = []
+        self._partitioners: dict[str, Any] = {}
+
+    async def _partitioner(self, producer: Any, topic: str) -> Any:
+        choose = self._partitioners[topic] = await partitioner(producer, topic)
+        return choose
 
     def send(self, topic: str, key: str | None, event: BaseModel) -> None:
         self.pending.append((topic, encode_key(key), encode(event)))
@@ -52,11 +59,16 @@ class Emitter:
         """Hand every pending record to the producer; with ``delivered``, also
         wait until the broker has acknowledged each of them."""
         async with self._lock:
-            producer = self.app.producer
+            producer = self.app.producer._ensure_producer()  # aiokafka's, for its batch API
             while self.pending:
                 pending, self.pending = self.pending, []
+                by_partition: dict[tuple[str, int], list[tuple[bytes | None, bytes]]] = {}
                 for topic, key, value in pending:
-                    self.unacked.append(await producer.send(topic, key, value, None, None, None))
+                    choose = self._partitioners.get(topic) or await self._partitioner(producer, topic)
+                    by_partition.setdefault((topic, choose(key)), []).append((key, value))
+                for (topic, partition), records in by_partition.items():
+                    for fut, _ in await send_partition(producer, topic, partition, records):
+                        self.unacked.append(fut)
             # Acknowledged ones can go; a failed one stays until a delivered
             # drain raises it.
             self.unacked = [f for f in self.unacked if not f.done() or f.cancelled() or f.exception() is not None]

@@ -168,17 +168,30 @@ def _cancel_units(state: dict, line_id: str, qty: int | None, cause: str, step: 
         done += take
         step.commands.append({"cmd": "release", "cmd_id": f"{cause}:{line_id}:{node_id}", "order_id": state["order_id"],
                               "sku": ln["sku"], "nodes": {node_id: take}})
+        # The node's units of a line can sit in several shipments (a
+        # backorder filled there later gets its own): take from each in turn
+        # (found by the chaos suite: a cancel that found no one shipment
+        # holding all of them released the units at the owner and left
+        # them in the shipments).
+        rest = take
         for sid, sh in state["shipments"].items():
-            if sh["node_id"] == node_id and _take_from_shipment(sh, line_id, take):
-                step.outputs.append(("fulfillment_requests", node_id, {
-                    "request_id": f"{sid}:cancel:{cause}:{line_id}", "node_id": node_id, "order_id": state["order_id"],
-                    "shipment_id": sid, "method": state["delivery"]["method"],
-                    "lines": [{"line_id": line_id, "sku": ln["sku"], "qty": take}],
-                    "address": state["delivery"].get("address"), "pickup_node_id": state["delivery"].get("pickup_node_id"),
-                    "action": "cancel"}))
-                if not sh["lines"] and not sh.get("shipped"):
-                    sh["status"] = "cancelled"
+            if rest <= 0:
                 break
+            if sh["node_id"] != node_id or sh["status"] == "cancelled":
+                continue
+            here = sum(e[2] for e in sh["lines"] if e[0] == line_id)
+            part = min(rest, here)
+            if not part or not _take_from_shipment(sh, line_id, part):
+                continue
+            rest -= part
+            step.outputs.append(("fulfillment_requests", node_id, {
+                "request_id": f"{sid}:cancel:{cause}:{line_id}", "node_id": node_id, "order_id": state["order_id"],
+                "shipment_id": sid, "method": state["delivery"]["method"],
+                "lines": [{"line_id": line_id, "sku": ln["sku"], "qty": part}],
+                "address": state["delivery"].get("address"), "pickup_node_id": state["delivery"].get("pickup_node_id"),
+                "action": "cancel"}))
+            if not sh["lines"] and not sh.get("shipped"):
+                sh["status"] = "cancelled"
     ln["alloc"] = {n: q for n, q in ln["alloc"].items() if q > 0}
     ln["cancelled"] += done
     return done

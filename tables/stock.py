@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..domain.atp import SkuState
+from .writes import read, write
 
 
 class StockTable:
@@ -20,14 +21,14 @@ class StockTable:
 
     def load(self, sku: str) -> tuple[SkuState, dict | None]:
         """The state and the outbox it was written with (agents/inventory.py)."""
-        d = self.table.get(sku.encode())
+        d = read(self.table, sku.encode())
         return (SkuState.from_dict(d), d.get("outbox")) if d else (SkuState(sku), None)
 
     def put(self, state: SkuState, outbox: dict | None = None) -> None:
         d = state.to_dict()
         if outbox:
             d["outbox"] = outbox
-        self.table[state.sku.encode()] = d
+        write(self.table, state.sku.encode(), d)
 
 
 class SeenTable:
@@ -37,12 +38,12 @@ class SeenTable:
         self.table = table
 
     def get(self, key: str) -> str | None:
-        return self.table.get(key.encode())
+        return read(self.table, key.encode())
 
     def put(self, key: str, where: str, force: bool = False) -> None:
         k = key.encode()
-        if force or self.table.get(k) != where:
-            self.table[k] = where
+        if force or read(self.table, k) != where:
+            write(self.table, k, where)
 
     # Per partition, the input offsets (per "topic:partition") through which
     # every record an outbox decided has been acknowledged by the broker
@@ -53,7 +54,7 @@ class SeenTable:
         return b"\x00sent:%d" % partition
 
     def sent_through(self, partition: int) -> dict[str, int]:
-        return self.table.get(self._sent_key(partition)) or {}
+        return read(self.table, self._sent_key(partition)) or {}
 
     def mark_sent(self, partition: int, offsets: dict[str, int]) -> None:
         current = self.sent_through(partition)
@@ -62,7 +63,7 @@ class SeenTable:
             if offset > merged.get(source, -1):
                 merged[source] = offset
         if merged != current:
-            self.table[self._sent_key(partition)] = merged
+            write(self.table, self._sent_key(partition), merged)
 
 
 def approx_keys(table: Any) -> int:
@@ -89,7 +90,7 @@ class OrderTable:
         self.table = table
 
     def get(self, order_id: str) -> dict | None:
-        return self.table.get(order_id.encode())
+        return read(self.table, order_id.encode())
 
     def put(self, order_id: str, state: dict) -> None:
-        self.table[order_id.encode()] = state
+        write(self.table, order_id.encode(), state)

@@ -172,3 +172,24 @@ def test_a_revocation_of_units_already_shipped_is_handed_back_to_the_owner():
     only = flow.on_revoked(all_gone.state, {"revoke_id": "r2", "sku": "X", "node_id": "A", "qty": 1}, NODES, AT)
     assert [(c["cmd"], c["qty"]) for c in only.commands] == [("unrevoke", 1)]
     assert not out(only, "allocations")  # nothing of the plan changed
+
+
+def test_a_cancel_takes_a_line_from_every_shipment_that_holds_it_at_the_node():
+    # found by the chaos suite: 1 unit placed at first, 2 more by a backorder
+    # filled at the same node later, in a shipment of their own
+    import copy
+    state = copy.deepcopy(allocated_order())
+    s1 = state["shipments"]["o1-S1"]
+    s2 = copy.deepcopy(s1)
+    s2["lines"] = [["L1", "X", 2]]
+    s1["lines"] = [e if e[0] != "L1" else ["L1", "X", 1] for e in s1["lines"]]
+    state["shipments"]["o1-S2"] = s2
+    step = lifecycle.on_cancel(state, cmd(type="cancel", event_id="x1"), AT)
+    assert [(c["cmd"], c["sku"], c["nodes"]) for c in step.commands if c["cmd"] == "release"] == [
+        ("release", "X", {"A": 3}), ("release", "Y", {"A": 1})]
+    assert all(not sh["lines"] and sh["status"] == "cancelled" for sh in step.state["shipments"].values())
+    cancels = sorted((r["shipment_id"], r["lines"][0]["line_id"], r["lines"][0]["qty"])
+                     for r in out(step, "fulfillment_requests"))
+    assert cancels == [("o1-S1", "L1", 1), ("o1-S1", "L2", 1), ("o1-S2", "L1", 2)]
+    assert lifecycle.check_accounting(step.state) == []
+    assert out(step, "allocations")[0]["shipments"] == []
