@@ -7,11 +7,11 @@ left the node is in its ``shipped`` map.
 """
 from __future__ import annotations
 
-import copy
 from datetime import datetime
 from typing import Mapping
 
 from ..streams.events import FulfillmentUpdate, Node, OrderCommand
+from .clone import clone
 from .orders import Step, _backorder_entry, _decide, notification, status_document
 from .orders import order_status as derive_status
 
@@ -34,7 +34,7 @@ def _status_only(state: dict, at: datetime, step: Step) -> None:
 
 
 def _refuse(state: dict, command: str, reason: str, at: datetime) -> Step:
-    state = copy.deepcopy(state)
+    state = clone(state)
     state["refusal"] = {"command": command, "reason": reason, "at": at.isoformat()}
     step = Step(state)
     step.outputs.append(("order_status", state["order_id"], status_document(state, at)))
@@ -63,7 +63,7 @@ def on_fulfillment(state: dict, upd: FulfillmentUpdate, nodes: Mapping[str, Node
         return Step(None, dead_letter=("unknown_shipment", f"shipment {upd.shipment_id!r} is not part of order {upd.order_id!r}"))
     if sh0["node_id"] != upd.node_id:
         return Step(None, dead_letter=("node_mismatch", f"shipment {upd.shipment_id} ships from {sh0['node_id']}, not {upd.node_id}"))
-    state = copy.deepcopy(state)
+    state = clone(state)
     sh = state["shipments"][upd.shipment_id]
     step = Step(state)
     t = upd.type
@@ -213,7 +213,7 @@ def on_cancel(state: dict, cmd: OrderCommand, at: datetime) -> Step:
         if not targets:
             shipped = any(ln["shipped"] for ln in state["lines"].values())
             return _refuse(state, cmd.type, "already_shipped" if shipped else "nothing_to_cancel", at)
-    state = copy.deepcopy(state)
+    state = clone(state)
     state.pop("refusal", None)
     step = Step(state)
     cancelled = {lid: _cancel_units(state, lid, qty, cmd.event_id, step) for lid, qty in targets}
@@ -231,7 +231,7 @@ def on_change_address(state: dict, cmd: OrderCommand, at: datetime) -> Step:
         return _refuse(state, cmd.type, "already_released", at)
     if state["delivery"]["method"] in ("pickup", "curbside"):
         return _refuse(state, cmd.type, "pickup_order", at)
-    state = copy.deepcopy(state)
+    state = clone(state)
     state.pop("refusal", None)
     state["delivery"]["address"] = cmd.address.model_dump(mode="json")
     step = Step(state)
@@ -252,7 +252,7 @@ def on_return_request(state: dict, cmd: OrderCommand, at: datetime) -> Step:
         open_to_return = ln["shipped"] - ln["returned"] - ln.get("return_requested", 0)
         if line.qty > open_to_return:
             return _refuse(state, cmd.type, f"line {line.line_id}: {line.qty} > {open_to_return} returnable", at)
-    state = copy.deepcopy(state)
+    state = clone(state)
     state.pop("refusal", None)
     for line in cmd.lines:
         ln = state["lines"][line.line_id]

@@ -14,7 +14,6 @@ output events; they never mutate their input.
 """
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from datetime import datetime
 from typing import Mapping
 
 from ..streams.events import Node, OrderCommand
+from .clone import clone
 from .sourcing import LineRequest, SourcingRequest, haversine_km, source
 
 MAX_ATTEMPTS = 3
@@ -162,7 +162,7 @@ def on_reserved(state: dict, reply: Mapping, view: Mapping[tuple[str, str], int]
     sku = reply["sku"]
     if state["phase"] != "reserving" or reply["attempt"] != state["attempt"] or sku not in state["pending"]:
         return Step(state, duplicate=True)
-    state = copy.deepcopy(state)
+    state = clone(state)
     state["grants"][sku] = dict(reply["granted"])
     state["supply"][sku] = reply.get("supply", [])
     state["pending"] = [s for s in state["pending"] if s != sku]
@@ -206,7 +206,7 @@ def _expected_date(supply: list, qty: int) -> str | None:
 
 
 def _finalize(state: dict, nodes: Mapping[str, Node], at: datetime, step: Step) -> Step:
-    state = copy.deepcopy(state)
+    state = clone(state)
     _assign_grants(state)
     unfilled = {lid: ln["qty"] - sum(ln["alloc"].values()) for lid, ln in state["lines"].items()}
     commands = list(step.commands)
@@ -435,7 +435,7 @@ def _remember(state: dict, ident: str) -> bool:
 
 
 def on_backorder_filled(state: dict, reply: Mapping, nodes: Mapping[str, Node], at: datetime) -> Step:
-    state = copy.deepcopy(state)
+    state = clone(state)
     if _remember(state, reply["fill_id"]):
         return Step(state, duplicate=True)
     ln = state["lines"].get(reply["line_id"])
@@ -472,7 +472,7 @@ def on_backorder_filled(state: dict, reply: Mapping, nodes: Mapping[str, Node], 
 
 def on_revoked(state: dict, reply: Mapping, nodes: Mapping[str, Node], at: datetime) -> Step:
     """Stock vanished under a reservation: take it off the lines and re-source."""
-    state = copy.deepcopy(state)
+    state = clone(state)
     if _remember(state, reply["revoke_id"]):
         return Step(state, duplicate=True)
     node_id, sku, left = reply["node_id"], reply["sku"], int(reply["qty"])
