@@ -286,23 +286,15 @@ def _build(settings: Settings) -> Runtime:
         )
         for name in topics.all()
     }
-    stock_table = app.Table(
-        "stock",
-        default=None,
-        # bytes keys serialise raw, so the router hashes the same bytes the
-        # producers keyed the input topic with
-        key_type=bytes,
-        partitions=settings.partitions,
-    )
-    seen_table = app.Table(
-        "seen-events",
-        default=None,
-        # bytes keys serialise raw, so the router hashes the same bytes the
-        # producers keyed the input topic with
-        key_type=bytes,
-        partitions=settings.partitions,
-    )
-    orders_table = app.Table("orders", default=None, key_type=bytes, partitions=settings.partitions)
+    # Keys and values are bytes to Faust: tables/writes.py writes the JSON
+    # itself, and so a restore puts the changelog's bytes into RocksDB
+    # without Faust decoding every value first (a tenth of a restore's CPU).
+    # bytes keys also serialise raw, so the router hashes the same bytes the
+    # producers keyed the input topic with.
+    stock_table = app.Table("stock", default=None, key_type=bytes, value_type=bytes, partitions=settings.partitions)
+    seen_table = app.Table("seen-events", default=None, key_type=bytes, value_type=bytes,
+                           partitions=settings.partitions)
+    orders_table = app.Table("orders", default=None, key_type=bytes, value_type=bytes, partitions=settings.partitions)
     node_view = NodeView(topics.nodes, settings.max_payload_bytes, kafka_client_kwargs(settings))
     atp_view = AtpView(topics.atp_view, kafka_client_kwargs(settings))
     capacity_view = CapacityView(topics.fulfillment_requests, kafka_client_kwargs(settings))

@@ -580,7 +580,7 @@ def _orders(rt: "Runtime", cache: _Cache) -> dict:
     if cache.orders and now - cache.orders[0] < ORDER_SCAN_TTL_S:
         return cache.orders[1]
     try:
-        doc = order_statuses(rt.orders.table.values(), ORDER_SCAN_LIMIT)
+        doc = order_statuses(rt.orders.values(), ORDER_SCAN_LIMIT)
     except Exception as exc:  # during a rebalance the stores come and go
         doc = {"by_status": {}, "scanned": 0, "truncated": False, "error": type(exc).__name__}
     cache.orders = (now, doc)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..domain.atp import SkuState
-from .writes import read, write
+from .writes import read, values, write
 
 
 class StockTable:
@@ -91,6 +91,9 @@ class OrderTable:
 
     def get(self, order_id: str) -> dict | None:
         return read(self.table, order_id.encode())
+
+    def values(self) -> Any:
+        return values(self.table)
 
     def put(self, order_id: str, state: dict) -> None:
         write(self.table, order_id.encode(), state)

@@ -38,6 +38,12 @@ def encode_value(value: Any) -> bytes:
     return orjson.dumps(value, option=_JSON_OPTIONS)
 
 
+def values(table: Any) -> Any:
+    """Every value held locally, decoded (a scan: for the dashboard)."""
+    for raw in table.values():
+        yield orjson.loads(raw) if isinstance(raw, (bytes, bytearray)) else raw
+
+
 def read(table: Any, key: bytes) -> Any:
     """A table value in the current event's partition, or None: the store
     read Faust's ``table.get`` ends in, without its mapping layers."""
@@ -51,9 +57,12 @@ def read(table: Any, key: bytes) -> Any:
 def write(table: Any, key: bytes, value: Any) -> None:
     """Set a key in the current event's partition: through the batch's
     ``TableWrites`` inside an agent batch, through Faust elsewhere."""
-    writes = _WRITES.get()
-    if writes is None or not hasattr(table, "changelog_topic"):  # no batch, or a plain mapping
+    if not hasattr(table, "changelog_topic"):  # a plain mapping (unit tests)
         table[key] = value
+        return
+    writes = _WRITES.get()
+    if writes is None:
+        table[key] = encode_value(value)  # the table's values are bytes (app.py)
     else:
         writes.set(table, key, value)
 
