@@ -182,15 +182,23 @@ def flush(rt: "Runtime", batch: StockBatch) -> None:
         rt.stock.put(state, batch.box_to_store(sku))
     at = now()
     nodes = rt.node_view.nodes
+    # Grouped by SKU: network ATP sums over all of a SKU's nodes, once per
+    # SKU rather than once per changed node (a snapshot, one count per node,
+    # changes them all).
+    by_sku: dict[str, list[tuple[str, Any]]] = {}
     for (sku, node_id), event in batch.touched.items():
-        bind_event(event)
+        by_sku.setdefault(sku, []).append((node_id, event))
+    for sku, touched in by_sku.items():
+        bind_event(touched[0][1])
         state = batch.state(rt, sku)
-        for row in availability_rows(state, (node_id,), nodes):
+        rows = availability_rows(state, [node_id for node_id, _ in touched], nodes)
+        for row, (node_id, event) in zip(rows, touched):
+            bind_event(event)
             rt.emit.send(rt.topics.availability, sku, Availability(**row, occurred_at=at))
             rt.emit.send_raw(rt.topics.atp_view, atp_key(sku, node_id), str(row["atp"]).encode())
             metrics.AVAILABILITY_EVENTS.inc()
-        if event.message.topic == rt.topics.movements:
-            observe_latency(rt.topics.movements, event.message.timestamp)
+            if event.message.topic == rt.topics.movements:
+                observe_latency(rt.topics.movements, event.message.timestamp)
 
 
 def register(rt: "Runtime") -> None:
