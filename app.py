@@ -74,9 +74,10 @@ class Runtime:
 
 
 def _widen_faust_send_buffer() -> None:
-    """Table writes go through Faust's send buffer, which stalls the stream
-    whenever more than 100 records wait; a micro-batch writes more than that
-    by design, and Faust flushes the buffer before every commit anyway."""
+    """Faust's send buffer stalls the stream whenever more than 100 records
+    wait. Agent batches no longer use it (tables/writes.py), but a table
+    write outside a batch does, and Faust flushes the buffer before every
+    commit anyway."""
     from faust.transport.producer import ProducerBuffer
 
     ProducerBuffer.max_messages = 100_000
