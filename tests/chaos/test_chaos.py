@@ -516,5 +516,8 @@ def dump(cluster: Cluster, feed: Feed, mismatches: list, path: Path, t0: float =
         "allocations": raw(t.allocations),
         "requests": raw(t.fulfillment_requests),
         "orders": {oid: _doc(live, oid) for oid in feed.orders} if live else {},
+        # What a next owner restores from: which offsets held which state
+        # (the session-8 failure needed this, and had it not).
+        "changelogs": {table: raw(f"{cluster.prefix}-{table}-changelog") for table in ("orders", "stock")},
     }
     path.write_text(json.dumps(doc))
