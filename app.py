@@ -235,6 +235,13 @@ def create_app(settings: Settings) -> Runtime:
     _make_buffer_flush_drain()
     _never_commit_past_dropped_records()
     _remember_each_generations_seek()
+    # Faust's per-record loops, fetch to channel and changelog to table,
+    # replaced by ones that keep their rules without a task per record.
+    from .streams import delivery
+    from .tables import restore
+
+    delivery.install()
+    restore.install()
     from .agents import trace
 
     if trace.TRACE:

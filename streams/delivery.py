@@ -1,0 +1,119 @@
+"""Hand fetched records to Faust's channels without two tasks per record.
+
+Faust's fetcher loop (``Consumer._drain_messages``) delivers every record
+with ``wait_first(callback(message), suspend_flow.wait())``: two tasks and
+an ``asyncio.wait`` per record, so that a rebalance can interrupt a
+delivery that is blocked. That was a third of a restoring worker's main
+thread (docs/benchmarks.md), and the same path feeds the agents.
+
+A delivery blocks only when flow control is suspended, the producer buffer
+is over its limit, the conductor's subscription lock is held, or a channel
+queue of the record's partition is full. When none of these holds the
+callback runs straight through without yielding, so nothing can interrupt
+it either way, and this loop awaits it directly. Otherwise it keeps
+Faust's interruptible wait. Everything else is Faust's loop, unchanged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, cast
+
+
+def _can_deliver_at_once(app: Any, conductor: Any, tp: Any) -> bool:
+    if not app.flow_control.is_active():
+        return False
+    buffer = app.producer.buffer
+    if buffer.size > buffer.max_messages:
+        return False
+    if conductor._tp_to_callback_lock.locked():
+        return False
+    for channel in conductor._tp_index.get(tp, ()):
+        if channel.queue.full():
+            return False
+    return True
+
+
+async def drain_messages(self: Any, fetcher: Any) -> None:
+    """Faust's ``Consumer._drain_messages`` (faust-streaming 0.15, which pyproject.toml pins), with
+    the direct delivery above."""
+    from faust.transport.consumer import CONSUMER_FETCHING
+    from mode import Service
+
+    callback = self.callback
+    getmany = self.getmany
+    consumer_should_stop = cast(Service, self)._stopped.is_set
+    fetcher_should_stop = cast(Service, fetcher)._stopped.is_set
+
+    get_read_offset = self._read_offset.__getitem__
+    set_read_offset = self._read_offset.__setitem__
+    flag_consumer_fetching = CONSUMER_FETCHING
+    set_flag = self.diag.set_flag
+    unset_flag = self.diag.unset_flag
+    commit_every = self._commit_every
+    acks_enabled_for = self.app.topics.acks_enabled_for
+    app = self.app
+    conductor = app.topics
+    suspended = self.suspend_flow.is_set
+
+    yield_every = 100
+    num_since_yield = 0
+    sleep = asyncio.sleep
+
+    try:
+        while not (consumer_should_stop() or fetcher_should_stop()):
+            set_flag(flag_consumer_fetching)
+            ait = getmany(timeout=1.0)
+
+            # Faust sleeps here too: getmany can return at once many times
+            # in a row without giving the loop back.
+            await self.sleep(0)
+            if not self.should_stop:
+                async for tp, message in ait:
+                    num_since_yield += 1
+                    if num_since_yield > yield_every:
+                        await sleep(0)
+                        num_since_yield = 0
+
+                    offset = message.offset
+                    r_offset = get_read_offset(tp)
+                    if r_offset is None or offset >= r_offset:
+                        gap = offset - (r_offset or 0)
+                        if gap > 1 and r_offset:
+                            if acks_enabled_for(message.topic):
+                                await self._add_gap(tp, r_offset + 1, offset)
+                        if commit_every is not None:
+                            if self._n_acked >= commit_every:
+                                self._n_acked = 0
+                                await self.commit()
+                        if not suspended() and _can_deliver_at_once(app, conductor, tp):
+                            await callback(message)
+                        else:
+                            await self.wait_first(callback(message), self.suspend_flow.wait())
+                        set_read_offset(tp, offset)
+                unset_flag(flag_consumer_fetching)
+
+    except self.consumer_stopped_errors:
+        if self.transport.app.should_stop:
+            self.log.info("Broker stopped consumer, shutting down...")
+            return
+        raise
+    except asyncio.CancelledError:
+        if self.transport.app.should_stop:
+            self.log.info("Consumer shutting down for user cancel.")
+            return
+        raise
+    except Exception as exc:
+        self.log.exception("Drain messages raised: %r", exc)
+        raise
+    finally:
+        unset_flag(flag_consumer_fetching)
+
+
+def install() -> None:
+    from faust.transport.consumer import Consumer
+
+    if getattr(Consumer, "_stockflow_delivery", False):
+        return
+    Consumer._drain_messages = drain_messages
+    Consumer._stockflow_delivery = True

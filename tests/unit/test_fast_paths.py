@@ -1,0 +1,123 @@
+"""The two replacements of Faust's per-record loops keep Faust's rules.
+
+tables/restore.py applies queued changelog records a turn at a time;
+streams/delivery.py hands a record to the conductor directly when nothing
+can block it. The integration and chaos suites run both end to end; these
+pin the rules that are easy to get wrong.
+"""
+from __future__ import annotations
+
+import asyncio
+from collections import Counter, defaultdict, deque
+from types import SimpleNamespace
+
+from faust.types import TP
+from mode.utils.queues import FlowControlEvent, ThrowableQueue
+
+from stockflow.streams.delivery import _can_deliver_at_once
+from stockflow.tables import restore
+
+ACTIVE, STANDBY, GONE = TP("t-changelog", 0), TP("t-changelog", 1), TP("t-changelog", 2)
+
+
+class _Table:
+    recovery_buffer_size = 3
+    standby_buffer_size = 3
+    _on_changelog_event = None
+
+    def __init__(self) -> None:
+        self.applied: list[tuple[int, int]] = []
+
+    def apply_changelog_batch(self, events) -> None:
+        self.applied.extend((e.message.tp.partition, e.message.offset) for e in events)
+
+
+class _Recovery(SimpleNamespace):
+    should_stop = False
+    in_recovery = True
+
+
+def _recovery(table: _Table) -> _Recovery:
+    return _Recovery(
+        active_tps={ACTIVE}, standby_tps={STANDBY}, tp_to_table={ACTIVE: table, STANDBY: table},
+        active_offsets=Counter({ACTIVE: 4}), standby_offsets=Counter(), buffers=defaultdict(list),
+        buffer_sizes={}, _active_events_received_at={}, _standby_events_received_at={},
+        _last_active_event_processed_at=None, _processing_times=deque(), num_samples_required_for_estimate=10,
+        _last_flush_at=None)
+
+
+def _event(tp: TP, offset: int) -> SimpleNamespace:
+    return SimpleNamespace(message=SimpleNamespace(tp=tp, offset=offset))
+
+
+def test_a_turn_skips_seen_offsets_and_unassigned_partitions_and_applies_full_buffers():
+    table = _Table()
+    rec = _recovery(table)
+    events = [_event(ACTIVE, o) for o in (3, 4, 5, 6)] + [_event(GONE, 9), _event(STANDBY, 0), _event(STANDBY, 0)]
+    asyncio.run(restore._apply(rec, events))
+    # 3 and 4 were seen already; GONE is nobody's now; the second STANDBY 0 is a repeat.
+    assert table.applied == [(0, 5), (0, 6), (1, 0)]
+    assert rec.active_offsets[ACTIVE] == 6 and rec.standby_offsets[STANDBY] == 0
+    assert rec.buffers[table] == []
+
+
+def test_a_turn_keeps_a_part_buffer_for_the_next_turn():
+    table = _Table()
+    rec = _recovery(table)
+    asyncio.run(restore._apply(rec, [_event(ACTIVE, 5), _event(ACTIVE, 6)]))
+    assert table.applied == [] and len(rec.buffers[table]) == 2
+
+
+def test_the_reader_drains_the_queue_and_ends_recovery():
+    table = _Table()
+
+    async def run() -> _Recovery:
+        fc = FlowControlEvent(initially_suspended=False)
+        queue: ThrowableQueue = ThrowableQueue(maxsize=100, flow_control=fc)
+        rec = _recovery(table)
+        rec.active_highwaters = {ACTIVE: 10}
+        rec.standby_highwaters = {}
+        state = {"stop": False, "in_recovery": True}
+        rec.tables = SimpleNamespace(changelog_queue=queue, standbys_ready=True, on_standbys_ready=lambda: None)
+        rec._standbys_span = None
+        rec._actives_span = None
+        rec.app = SimpleNamespace(in_transaction=False)
+        rec.signal_recovery_end = asyncio.Event()
+        rec.standby_remaining_total = lambda: 0
+        rec.need_recovery = lambda: rec.active_offsets[ACTIVE] < rec.active_highwaters[ACTIVE]
+
+        def ended() -> None:
+            rec.in_recovery = False
+            rec.should_stop = True
+
+        rec.flush_buffers = lambda: [table.apply_changelog_batch(b) or b.clear() for b in rec.buffers.values()]
+        rec._set_recovery_ended = ended
+        for offset in range(5, 11):
+            queue.put_nowait(_event(ACTIVE, offset))
+        await asyncio.wait_for(restore.read_changelogs(rec), timeout=10)
+        return rec
+
+    rec = asyncio.run(run())
+    assert [o for _, o in table.applied] == [5, 6, 7, 8, 9, 10]
+    assert rec.signal_recovery_end.is_set()
+
+
+def _delivery_world(*, suspended=False, producer_size=0, locked=False, queue_full=False):
+    fc = FlowControlEvent(initially_suspended=suspended)
+    app = SimpleNamespace(flow_control=fc, producer=SimpleNamespace(buffer=SimpleNamespace(size=producer_size,
+                                                                                           max_messages=100)))
+    lock = asyncio.Lock()
+    if locked:
+        lock._locked = True
+    channel = SimpleNamespace(queue=SimpleNamespace(full=lambda: queue_full))
+    conductor = SimpleNamespace(_tp_to_callback_lock=lock, _tp_index={ACTIVE: [channel]})
+    return app, conductor
+
+
+def test_delivery_goes_direct_only_when_nothing_can_block_it():
+    assert _can_deliver_at_once(*_delivery_world(), ACTIVE)
+    assert _can_deliver_at_once(*_delivery_world(), GONE)  # no channel: nothing to wait for
+    assert not _can_deliver_at_once(*_delivery_world(suspended=True), ACTIVE)
+    assert not _can_deliver_at_once(*_delivery_world(producer_size=101), ACTIVE)
+    assert not _can_deliver_at_once(*_delivery_world(locked=True), ACTIVE)
+    assert not _can_deliver_at_once(*_delivery_world(queue_full=True), ACTIVE)
