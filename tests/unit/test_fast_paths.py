@@ -121,3 +121,56 @@ def test_delivery_goes_direct_only_when_nothing_can_block_it():
     assert not _can_deliver_at_once(*_delivery_world(producer_size=101), ACTIVE)
     assert not _can_deliver_at_once(*_delivery_world(locked=True), ACTIVE)
     assert not _can_deliver_at_once(*_delivery_world(queue_full=True), ACTIVE)
+
+
+class _Message(SimpleNamespace):
+    __hash__ = object.__hash__
+
+
+def _take_world(generation: int = 3):
+    from stockflow.agents.take import take
+
+    fc = FlowControlEvent(initially_suspended=False)
+    queue: ThrowableQueue = ThrowableQueue(maxsize=100, flow_control=fc)
+    consumer = SimpleNamespace(unacked=set(), _unacked_messages=set())
+    app = SimpleNamespace(consumer=consumer, topics=SimpleNamespace(acking_topics={"in"}),
+                          consumer_generation_id=generation, flow_control=fc)
+    acked: list[int] = []
+
+    def event(offset: int, gen: int = generation) -> SimpleNamespace:
+        message = _Message(topic="in", offset=offset, generation_id=gen, tracked=False, acked=False)
+        return SimpleNamespace(message=message, ack=lambda: acked.append(offset))
+
+    return take(app, SimpleNamespace(channel=SimpleNamespace(queue=queue)), 3), queue, consumer, acked, event
+
+
+def test_take_hands_over_what_is_queued_and_acks_it_when_the_next_batch_is_asked_for():
+    async def run():
+        batches, queue, consumer, acked, event = _take_world()
+        for offset in range(5):
+            queue.put_nowait(event(offset))
+        first = await batches.__anext__()
+        assert [e.message.offset for e in first] == [0, 1, 2]  # at most max_events
+        assert {m.offset for m in consumer.unacked} == {0, 1, 2} and acked == []
+        second = await batches.__anext__()
+        assert [e.message.offset for e in second] == [3, 4] and acked == [0, 1, 2]
+        queue.put_nowait(StopAsyncIteration())
+        await batches.aclose()
+        assert acked == [0, 1, 2, 3, 4]
+
+    asyncio.run(run())
+
+
+def test_take_holds_back_a_record_of_an_older_generation_unacked():
+    async def run():
+        batches, queue, consumer, acked, event = _take_world(generation=4)
+        stale, fresh = event(0, gen=3), event(1)
+        queue.put_nowait(stale)
+        queue.put_nowait(fresh)
+        batch = await batches.__anext__()
+        assert batch == [fresh]
+        assert stale.message.acked is True and not stale.message.tracked  # hold_back: the commit stays below it
+        await batches.aclose()
+        assert 0 not in acked
+
+    asyncio.run(run())
