@@ -27,6 +27,7 @@ class Settings(BaseSettings):
     max_payload_bytes: int = Field(1_048_576, ge=1024)
     table_standby_replicas: int = Field(1, ge=0)
     batch_size: int = Field(500, ge=1)
+    batch_within_s: float = Field(0.01, gt=0)
     commit_interval_s: float = Field(1.0, gt=0)
     # How long the producer waits to fill a batch; each hop of an order
     # waits that long too. 2 ms showed no measurable gain in the ingest

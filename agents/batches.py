@@ -15,7 +15,6 @@ from ..tables import writes as table_writes
 from ..tables.context import bind_event
 from . import trace
 from .inorder import GAP_PATIENCE_S, InOrder, Verdict
-from .take import take
 
 if TYPE_CHECKING:
     from ..app import Runtime
@@ -59,7 +58,7 @@ async def _seek_again_while_holes_stay(rt: "Runtime", order: InOrder) -> None:
 
 async def _batches(rt: "Runtime", stream: Any, new_batch: Callable[[], Any], handlers: dict[str, Handler],
                    flush: Callable[["Runtime", Any], None], order: InOrder) -> None:
-    async for events in take(rt.app, stream, rt.settings.batch_size):
+    async for events in stream.take_events(rt.settings.batch_size, rt.settings.batch_within_s):
         producer = rt.app.producer._ensure_producer()  # aiokafka's, for its batch API
         batch = new_batch()
         # This agent's table writes of this batch (tables/writes.py).
