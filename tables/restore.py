@@ -67,35 +67,40 @@ async def _apply(self: Any, events: list) -> None:
     tp_to_table, buffers, sizes = self.tp_to_table, self.buffers, self.buffer_sizes
     applied_active = 0
     for event in events:
-        message = event.message
-        tp, offset = message.tp, message.offset
-        if tp in active_tps:
-            offsets = self.active_offsets
-            table = tp_to_table[tp]
-            size = sizes.get(tp) or sizes.setdefault(tp, table.recovery_buffer_size)
-            self._active_events_received_at[tp] = now
-        elif tp in standby_tps:
-            offsets = self.standby_offsets
-            table = tp_to_table[tp]
-            size = sizes.get(tp) or sizes.setdefault(tp, table.standby_buffer_size)
-            self._standby_events_received_at[tp] = now
-        else:
-            log.debug("changelog record of %s offset %d: partition no longer assigned, skipped", tp, offset)
-            continue
-        seen = offsets.get(tp)
-        if seen is not None and offset <= seen:
-            continue
-        offsets[tp] = offset
-        buf = buffers[table]
-        buf.append(event)
-        if table._on_changelog_event is not None:
-            await table.on_changelog_event(event)
-        if len(buf) >= size:
-            table.apply_changelog_batch(buf)
-            buf.clear()
-            self._last_flush_at = now
-        if offsets is self.active_offsets:
-            applied_active += 1
+        # As in Faust's loop, a record that fails costs that record, not
+        # the rest of the turn.
+        try:
+            message = event.message
+            tp, offset = message.tp, message.offset
+            if tp in active_tps:
+                offsets = self.active_offsets
+                table = tp_to_table[tp]
+                size = sizes.get(tp) or sizes.setdefault(tp, table.recovery_buffer_size)
+                self._active_events_received_at[tp] = now
+            elif tp in standby_tps:
+                offsets = self.standby_offsets
+                table = tp_to_table[tp]
+                size = sizes.get(tp) or sizes.setdefault(tp, table.standby_buffer_size)
+                self._standby_events_received_at[tp] = now
+            else:
+                log.debug("changelog record of %s offset %d: partition no longer assigned, skipped", tp, offset)
+                continue
+            seen = offsets.get(tp)
+            if seen is not None and offset <= seen:
+                continue
+            offsets[tp] = offset
+            buf = buffers[table]
+            buf.append(event)
+            if table._on_changelog_event is not None:
+                await table.on_changelog_event(event)
+            if len(buf) >= size:
+                table.apply_changelog_batch(buf)
+                buf.clear()
+                self._last_flush_at = now
+            if offsets is self.active_offsets:
+                applied_active += 1
+        except Exception as exc:
+            log.warning("Error in recovery %r", exc)
     if applied_active:
         # Faust keeps per-record processing times to estimate the time left;
         # one mean per turn keeps the estimate without a sample per record.

@@ -121,3 +121,20 @@ def test_delivery_goes_direct_only_when_nothing_can_block_it():
     assert not _can_deliver_at_once(*_delivery_world(producer_size=101), ACTIVE)
     assert not _can_deliver_at_once(*_delivery_world(locked=True), ACTIVE)
     assert not _can_deliver_at_once(*_delivery_world(queue_full=True), ACTIVE)
+
+
+def test_a_record_that_fails_costs_only_itself():
+    class _Failing(_Table):
+        def apply_changelog_batch(self, events) -> None:
+            if any(e.message.offset == 7 for e in events) and not getattr(self, "failed", False):
+                self.failed = True
+                raise RuntimeError("disk full")
+            super().apply_changelog_batch(events)
+
+    table = _Failing()
+    rec = _recovery(table)
+    asyncio.run(restore._apply(rec, [_event(ACTIVE, o) for o in (5, 6, 7, 8, 9, 10)]))
+    # 5-7 failed to apply once and stayed buffered; the turn went on, and
+    # the next full buffer applied them with 8.
+    assert [o for _, o in table.applied] == [5, 6, 7, 8]
+    assert [e.message.offset for e in rec.buffers[table]] == [9, 10] and rec.active_offsets[ACTIVE] == 10
