@@ -14,7 +14,7 @@ from types import SimpleNamespace
 from faust.types import TP
 from mode.utils.queues import FlowControlEvent, ThrowableQueue
 
-from stockflow.streams.delivery import _can_deliver_at_once
+from stockflow.streams.delivery import _can_deliver_at_once, _producer_backlog
 from stockflow.tables import restore
 
 ACTIVE, STANDBY, GONE = TP("t-changelog", 0), TP("t-changelog", 1), TP("t-changelog", 2)
@@ -102,10 +102,14 @@ def test_the_reader_drains_the_queue_and_ends_recovery():
     assert rec.signal_recovery_end.is_set()
 
 
-def _delivery_world(*, suspended=False, producer_size=0, locked=False, queue_full=False):
+def _delivery_world(*, suspended=False, producer_size=0, locked=False, queue_full=False, threaded=False):
     fc = FlowControlEvent(initially_suspended=suspended)
-    app = SimpleNamespace(flow_control=fc, producer=SimpleNamespace(buffer=SimpleNamespace(size=producer_size,
-                                                                                           max_messages=100)))
+    pending: asyncio.Queue = asyncio.Queue()
+    for n in range(producer_size):
+        pending.put_nowait(n)
+    buffer = SimpleNamespace(size=producer_size, max_messages=100, pending=asyncio.Queue() if threaded else pending)
+    app = SimpleNamespace(flow_control=fc, producer=SimpleNamespace(buffer=buffer),
+                          conf=SimpleNamespace(producer_threaded=threaded))
     lock = asyncio.Lock()
     if locked:
         lock._locked = True
@@ -114,13 +118,20 @@ def _delivery_world(*, suspended=False, producer_size=0, locked=False, queue_ful
     return app, conductor
 
 
+def _at_once(world: tuple, tp: TP) -> bool:
+    app, conductor = world
+    return _can_deliver_at_once(app, conductor, tp, _producer_backlog(app))
+
+
 def test_delivery_goes_direct_only_when_nothing_can_block_it():
-    assert _can_deliver_at_once(*_delivery_world(), ACTIVE)
-    assert _can_deliver_at_once(*_delivery_world(), GONE)  # no channel: nothing to wait for
-    assert not _can_deliver_at_once(*_delivery_world(suspended=True), ACTIVE)
-    assert not _can_deliver_at_once(*_delivery_world(producer_size=101), ACTIVE)
-    assert not _can_deliver_at_once(*_delivery_world(locked=True), ACTIVE)
-    assert not _can_deliver_at_once(*_delivery_world(queue_full=True), ACTIVE)
+    assert _at_once(_delivery_world(), ACTIVE)
+    assert _at_once(_delivery_world(), GONE)  # no channel: nothing to wait for
+    assert not _at_once(_delivery_world(suspended=True), ACTIVE)
+    assert not _at_once(_delivery_world(producer_size=101), ACTIVE)
+    assert not _at_once(_delivery_world(producer_size=101, threaded=True), ACTIVE)  # Faust's own size then
+    assert _at_once(_delivery_world(producer_size=100), ACTIVE)  # over the limit blocks, at it does not
+    assert not _at_once(_delivery_world(locked=True), ACTIVE)
+    assert not _at_once(_delivery_world(queue_full=True), ACTIVE)
 
 
 def test_a_record_that_fails_costs_only_itself():
