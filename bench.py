@@ -45,7 +45,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .connectors.local_workers import LocalWorker, free_port, http_get
-from .streams.events import Node
+from .streams.events import MAX_BATCH_MOVEMENTS, Node
 from .streams.topics import Topics
 
 FIGURES = (
@@ -230,7 +230,10 @@ def _create_topic(bootstrap: str, name: str, partitions: int, compacted: bool = 
 
 
 # ------------------------------------------------------------ baselines
-async def _raw_consume(bootstrap: str, topic: str, n: int, warmup: int, timeout: float) -> tuple[float, int]:
+async def _raw_consume(bootstrap: str, topic: str, n: int, warmup: int, timeout: float,
+                       start: dict[int, int] | None = None) -> tuple[float, int]:
+    """Records/s from the warm-up-th record to the n-th; from ``start``
+    (partition -> offset) the records are envelopes, every line counted."""
     import orjson
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
@@ -246,8 +249,11 @@ async def _raw_consume(bootstrap: str, topic: str, n: int, warmup: int, timeout:
             parts = consumer.partitions_for_topic(topic)
         if not parts:
             raise RuntimeError(f"raw consumer: no partitions for {topic}")
-        consumer.assign([TopicPartition(topic, p) for p in sorted(parts)])
+        tps = [TopicPartition(topic, p) for p in sorted(parts)]
+        consumer.assign(tps)
         await consumer.seek_to_beginning()
+        for tp in tps if start else ():
+            consumer.seek(tp, start.get(tp.partition, 0))
         atp: dict[tuple[str, str], int] = {}
         seen = 0
         first = None
@@ -259,6 +265,12 @@ async def _raw_consume(bootstrap: str, topic: str, n: int, warmup: int, timeout:
             for records in batches.values():
                 for r in records:
                     m = orjson.loads(r.value)
+                    if start:
+                        sku = m["sku"]
+                        for line in m["movements"]:
+                            k = (sku, line["node_id"])
+                            atp[k] = atp.get(k, 0) + line["qty"]
+                        continue
                     k = (m["sku"], m["node_id"])
                     atp[k] = atp.get(k, 0) + m["qty"]
                 seen += len(records)
@@ -310,6 +322,8 @@ class Sizes:
     rate: float
     latency_seconds: float
     rss_keys: int
+    envelope: int = 0
+    envelope_movements: int = 0
 
 
 def _measure_ingest(worker: LocalWorker, topic: str, n: int, warmup: int, timeout: float) -> float:
@@ -368,10 +382,13 @@ def run(args) -> dict:
     import random
 
     rng = random.Random(args.seed)
-    sizes = Sizes(args.movements, args.orders, args.skus, args.nodes, args.rate, args.latency_seconds, args.rss_keys)
+    sizes = Sizes(args.movements, args.orders, args.skus, args.nodes, args.rate, args.latency_seconds, args.rss_keys,
+                  getattr(args, "envelope", 0), getattr(args, "envelope_movements", 0))
     if sizes.movements < 20 or sizes.orders < 1 or sizes.skus < 1 or sizes.nodes < 1 or sizes.rss_keys < 1 \
-            or sizes.rate <= 0 or sizes.latency_seconds <= 0:
-        raise RuntimeError("sizes: --movements >= 20, the other sizes > 0")
+            or sizes.rate <= 0 or sizes.latency_seconds <= 0 or sizes.envelope < 0 \
+            or sizes.envelope > MAX_BATCH_MOVEMENTS or (sizes.envelope and sizes.envelope_movements < 20 * sizes.envelope):
+        raise RuntimeError(f"sizes: --movements >= 20, the other sizes > 0, --envelope 0 to {MAX_BATCH_MOVEMENTS}, "
+                           "--envelope-movements >= 20 envelopes")
     stamp = f"bench{datetime.now():%Y%m%d%H%M%S}"
     data_dir = Path(os.environ.get("STOCKFLOW_DATA_DIR", ".stockflow"))
     run_dir = (data_dir / "bench" / stamp).resolve()
@@ -488,12 +505,51 @@ def run(args) -> dict:
         extra["offered_rate"] = offered
         worker.stop(signal.SIGTERM, 60)
 
+        # ---- ingest of movement envelopes (extra, not one of the issue's figures)
+        if sizes.envelope:
+            _envelope_ingest(producer, worker, bootstrap, topics, skus, node_ids, sizes, rng, now, slow, extra)
+
         # ---- memory and recovery with K SKU-node keys
         out["rss_mb"], out["recovery_s"] = _rss_and_recovery(stack, bootstrap, f"{stamp}r", run_dir / "rss",
                                                              sizes, slow, extra)
         extra["seconds"] = time.monotonic() - t_run
     extra.update(vars(sizes))
     return {"figures": _rounded(out), "extra": extra}
+
+
+def _envelope_ingest(producer: "Producer", worker: LocalWorker, bootstrap: str, topics: Topics, skus: list[str],
+                     node_ids: list[str], sizes: Sizes, rng, now: str, slow: float, extra: dict) -> None:
+    """The same worker (restarted on its store) and the raw consumer over
+    receipts sent as envelopes of ``--envelope`` movements of one SKU (a POS
+    or WMS upload): movements/s, each figure counting every line."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    size = sizes.envelope
+    n = max(20, sizes.envelope_movements // size)
+    probe = KafkaConsumer(bootstrap_servers=bootstrap.split(","), group_id=None)
+    try:
+        tps = [TopicPartition(topics.movements, p) for p in sorted(probe.partitions_for_topic(topics.movements))]
+        start = {tp.partition: off for tp, off in probe.end_offsets(tps).items()}
+    finally:
+        probe.close()
+    say(f"envelope ingest: {n:,} envelopes of {size} movements to {topics.movements}")
+    for i in range(n):
+        sku = skus[i % len(skus)]
+        nodes = rng.sample(node_ids, size) if size <= len(node_ids) else [rng.choice(node_ids) for _ in range(size)]
+        value = json.dumps({"event_id": f"be{i}", "occurred_at": now, "sku": sku, "movements": [
+            {"node_id": nid, "type": "receipt", "qty": rng.randint(5, 50)} for nid in nodes]}).encode()
+        producer.send(topics.movements, sku.encode(), value)
+    producer.flush()
+    timeout = slow * (180 + n * size / 100)
+    warmup = n // 10
+    raw, _ = asyncio.run(_raw_consume(bootstrap, topics.movements, n, warmup, timeout, start=start))
+    extra["envelope_raw_eps"] = raw * size
+    # A new process: its count starts at 0 and the group resumes after the singles.
+    extra["envelope_ingest_eps"] = _measure_ingest(worker, topics.movements, n, warmup, timeout) * size
+    extra["envelope_records"] = n
+    say(f"envelope ingest: stockflow {extra['envelope_ingest_eps']:,.0f} movements/s, "
+        f"raw consumer {extra['envelope_raw_eps']:,.0f} movements/s")
+    worker.stop(signal.SIGTERM, 60)
 
 
 def _rss_and_recovery(stack: ExitStack, bootstrap: str, prefix: str, run_dir: Path, sizes: Sizes, slow: float,
@@ -628,7 +684,8 @@ def _command(args) -> str:
 
 
 DEFAULTS = {"movements": 30_000, "orders": 3_000, "skus": 5_000, "nodes": 50, "seed": 11,
-            "rate": 500.0, "latency_seconds": 10.0, "rss_keys": 1_000_000}
+            "rate": 500.0, "latency_seconds": 10.0, "rss_keys": 1_000_000, "envelope": 50,
+            "envelope_movements": 150_000}
 
 
 def doc_section(res: dict, machine: str, command: str, when: str) -> str:
@@ -644,8 +701,17 @@ def doc_section(res: dict, machine: str, command: str, when: str) -> str:
         f"{x['rate']:g}/s (achieved {x['offered_rate']:.0f}/s); memory and recovery: {x['rss_keys_loaded']:,} SKU-node "
         f"keys ({x['rss_skus']:,} SKUs x {min(x['nodes'], x['rss_keys_loaded'])} nodes, one `count` each).\n\n"
         f"| figure | value | what |\n|---|---|---|\n{rows}\n"
+        f"{_envelope_text(x)}"
         f"{DOC_END}"
     )
+
+
+def _envelope_text(x: dict) -> str:
+    if not x.get("envelope"):
+        return ""
+    return (f"\nEnvelopes (not one of the issue's figures): {x['envelope_records']:,} records of {x['envelope']} "
+            f"receipts of one SKU each; the stockflow worker took {x['envelope_ingest_eps']:,.0f} movements/s, "
+            f"the plain aiokafka consumer {x['envelope_raw_eps']:,.0f} movements/s.\n")
 
 
 def _fmt(k: str, v: float) -> str:
@@ -692,6 +758,12 @@ def main(args) -> int:
         t.add_column("what")
         for k in FIGURES:
             t.add_row(k, _fmt(k, f[k]), WHAT[k])
+        x = res["extra"]
+        if x.get("envelope"):
+            t.add_row("(envelope_ingest_eps)", _fmt("", x["envelope_ingest_eps"]),
+                      f"stockflow worker, envelopes of {x['envelope']} movements (movements/s)")
+            t.add_row("(envelope_raw_eps)", _fmt("", x["envelope_raw_eps"]),
+                      "plain aiokafka consumer over the same envelopes (movements/s)")
         Console().print(t)
     if args.doc and not DOC_PATH.parent.is_dir():
         say(f"no {DOC_PATH.parent} (not a source tree): docs/benchmarks.md not written")

@@ -170,6 +170,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--rate", type=float, default=500.0, help="offered orders/s for order_p50_ms/order_p99_ms")
     b.add_argument("--latency-seconds", type=float, default=10.0, help="how long that load is offered")
     b.add_argument("--rss-keys", type=int, default=1_000_000, help="SKU-node keys for rss_mb and recovery_s")
+    b.add_argument("--envelope", type=int, default=50,
+                   help="movements per envelope record for the extra envelope ingest figure (0: skip it)")
+    b.add_argument("--envelope-movements", type=int, default=150_000, help="movements sent as envelopes")
     b.add_argument("--timeout-scale", type=float, default=1.0, help="multiply every wait bound (slow machines)")
     b.add_argument("--no-doc", dest="doc", action="store_false", help="do not rewrite docs/benchmarks.md")
     b.set_defaults(func=cmd_bench)

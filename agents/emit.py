@@ -63,9 +63,15 @@ class Emitter:
             while self.pending:
                 pending, self.pending = self.pending, []
                 by_partition: dict[tuple[str, int], list[tuple[bytes | None, bytes]]] = {}
+                # A batch writes many records under one key (a SKU's
+                # availability per node): hashed once.
+                chosen: dict[tuple[str, bytes | None], int] = {}
                 for topic, key, value in pending:
-                    choose = self._partitioners.get(topic) or await self._partitioner(producer, topic)
-                    by_partition.setdefault((topic, choose(key)), []).append((key, value))
+                    partition = chosen.get((topic, key))
+                    if partition is None:
+                        choose = self._partitioners.get(topic) or await self._partitioner(producer, topic)
+                        partition = chosen[(topic, key)] = choose(key)
+                    by_partition.setdefault((topic, partition), []).append((key, value))
                 for (topic, partition), records in by_partition.items():
                     for fut, _ in await send_partition(producer, topic, partition, records):
                         self.unacked.append(fut)

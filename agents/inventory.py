@@ -11,18 +11,18 @@ changed (the last figures win).
 """
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from .. import metrics
 from ..domain import reservations as owner
-from ..domain.atp import Backorder, SkuState, advance, apply_movement, availability_rows
+from ..domain.atp import Backorder, SkuState, advance, apply_movement, apply_movements, availability_rows
 from ..domain.idempotency import Seen
 from ..domain.sourcing import LineRequest, SourcingRequest, source
-from ..streams.codec import decode_key
-from ..streams.events import Availability, InventoryMovement
+from ..streams.codec import datetime_text, decode_key, encode, encode_availability
+from ..streams.events import InventoryMovement, InventoryMovementBatch
 from ..streams.exceptions import DecodeError
 from ..tables.context import bind_event
 from ..tables.replica import atp_key
@@ -88,42 +88,111 @@ def _reply(rt: "Runtime", batch: StockBatch, sku: str, replies: tuple[dict, ...]
 
 async def handle_movement(rt: "Runtime", event: Any, batch: StockBatch) -> None:
     msg = event.message
-    m = decode_keyed(rt, msg, InventoryMovement, "sku")
-    if m is None:
+    got = await _movements(rt, msg)
+    moves = got.known
+    if not moves:
+        _dead_letter_strays(rt, msg, got)
         return
-    if rt.node_view.get(m.node_id) is None:
-        await rt.node_view.catch_up()
-        if rt.node_view.get(m.node_id) is None:
-            rt.emit.dead_letter_record(msg, "unknown_node", f"node {m.node_id!r} is not in {rt.topics.nodes}")
-            return
+    sku = got.sku
     source_tp = f"{msg.topic}:{msg.partition}"
-    state = batch.state(rt, m.sku)
-    if batch.replayed(rt, m.sku, source_tp, msg.offset, event):
-        return
-    seen = first_sight(rt, msg, m.sku, m.event_id, state.applied(source_tp, msg.offset))
-    if seen is Seen.DUPLICATE:
+    state = batch.state(rt, sku)
+    seen = None if batch.replayed(rt, sku, source_tp, msg.offset, event) \
+        else first_sight(rt, msg, sku, got.event_id, state.applied(source_tp, msg.offset))
+    if seen is not Seen.DUPLICATE:
+        # Sent again on a redelivery, as a single record's dead letter is:
+        # at least once, since a crash can lose them; never for a duplicate.
+        _dead_letter_strays(rt, msg, got)
+    if seen is None or seen is Seen.DUPLICATE:
         return
     if seen is Seen.REDELIVERED:
         # Applied before a crash: rewrite the state (batches.py says why) and
         # re-send the availability snapshot, which may have been lost.
-        batch.keep(state, event, (m.node_id,))
+        batch.keep(state, event, tuple(sorted({m.node_id for _, m in moves})))
         return
+    changed: set[str] = set()
+    if len(moves) > 1 and not state.reservations and not state.backorders:
+        # Nothing to revoke or fill between two movements: one fold.
+        result = apply_movements(state, [m for _, m in moves], source_tp, msg.offset)
+        state = result.state
+        changed.update(result.changed_nodes)
+    else:
+        for cause, m in moves:
+            state = _apply(rt, batch, state, m, cause, source_tp, msg.offset, changed)
+    batch.keep(state, event, tuple(sorted(changed)))
+    batch.decided(sku, source_tp, msg.offset)
+
+
+def _apply(rt: "Runtime", batch: StockBatch, state: SkuState, m: Any, cause: str, source_tp: str, offset: int,
+           changed: set[str]) -> SkuState:
     before = state.node(m.node_id).on_hand
-    result = apply_movement(state, m, source_tp, msg.offset)
-    state, changed = result.state, set(result.changed_nodes)
-    nodes = rt.node_view.nodes
+    result = apply_movement(state, m, source_tp, offset)
+    state = result.state
+    changed.update(result.changed_nodes)
     if result.short_nodes:
-        revoked = owner.revoke_shortage(state, result.short_nodes, cause=m.event_id)
+        revoked = owner.revoke_shortage(state, result.short_nodes, cause=cause)
         state = revoked.state
         changed.update(revoked.changed_nodes)
-        _reply(rt, batch, m.sku, revoked.replies)
+        _reply(rt, batch, state.sku, revoked.replies)
     if state.backorders and state.node(m.node_id).on_hand > before:
-        filled = owner.fill_backorders(state, nodes, m.event_id, rt.extras["pick"])
+        filled = owner.fill_backorders(state, rt.node_view.nodes, cause, rt.extras["pick"])
         state = filled.state
         changed.update(filled.changed_nodes)
-        _reply(rt, batch, m.sku, filled.replies)
-    batch.keep(state, event, tuple(sorted(changed)))
-    batch.decided(m.sku, source_tp, msg.offset)
+        _reply(rt, batch, state.sku, filled.replies)
+    return state
+
+
+@dataclass(frozen=True, slots=True)
+class Unpacked:
+    event_id: str  # the idempotency key: the single movement's, or the envelope's
+    sku: str
+    # (cause, movement) on known nodes, in record order; the cause names the
+    # movement in what it causes (an envelope's are <event_id>/<i>).
+    known: list[tuple[str, Any]]
+    strays: list[InventoryMovement]  # movements on unknown nodes, as single movements
+    envelope: bool
+
+
+NOTHING = Unpacked("", "", [], [], False)
+
+
+async def _movements(rt: "Runtime", msg: Any) -> Unpacked:
+    """The record's movements: one, or an envelope's list. A record that
+    breaks the contract is dead-lettered here, whole, and has none."""
+    if msg.value and InventoryMovementBatch.looks_like(msg.value):
+        env = decode_keyed(rt, msg, InventoryMovementBatch, "sku")
+        if env is None:
+            return NOTHING
+        view = rt.node_view
+        if any(view.get(b.node_id) is None for b in env.movements):
+            await view.catch_up()
+        known, strays = [], []
+        for i, b in enumerate(env.movements):
+            if view.get(b.node_id) is not None:
+                known.append((f"{env.event_id}/{i}", b))
+            else:
+                strays.append(env.movement(i))
+        return Unpacked(env.event_id, env.sku, known, strays, True)
+    m = decode_keyed(rt, msg, InventoryMovement, "sku")
+    if m is None:
+        return NOTHING
+    if rt.node_view.get(m.node_id) is None:
+        await rt.node_view.catch_up()
+        if rt.node_view.get(m.node_id) is None:
+            return Unpacked(m.event_id, m.sku, [], [m], False)
+    return Unpacked(m.event_id, m.sku, [(m.event_id, m)], [], False)
+
+
+def _dead_letter_strays(rt: "Runtime", msg: Any, got: Unpacked) -> None:
+    """A movement on an unknown node: a single one is dead-lettered as it
+    came; one of an envelope as a single movement of its own, so it can be
+    fixed and sent again without the lines that were applied."""
+    for m in got.strays:
+        detail = f"node {m.node_id!r} is not in {rt.topics.nodes}"
+        if not got.envelope:
+            rt.emit.dead_letter_record(msg, "unknown_node", detail)
+            continue
+        rt.emit.dead_letter(source_topic=msg.topic, partition=msg.partition, offset=msg.offset, key=msg.key,
+                            raw=encode(m), reason="unknown_node", detail=f"movement {m.event_id}: {detail}")
 
 
 async def handle_command(rt: "Runtime", event: Any, batch: StockBatch) -> None:
@@ -188,17 +257,23 @@ def flush(rt: "Runtime", batch: StockBatch) -> None:
     by_sku: dict[str, list[tuple[str, Any]]] = {}
     for (sku, node_id), event in batch.touched.items():
         by_sku.setdefault(sku, []).append((node_id, event))
+    at_text = datetime_text(at)
+    availability, atp_view, send = rt.topics.availability, rt.topics.atp_view, rt.emit.send_raw
+    decided: dict[int, Any] = {}  # the input events of this batch that changed availability
     for sku, touched in by_sku.items():
-        bind_event(touched[0][1])
+        bind_event(touched[0][1])  # a state not held in the batch is read in its event's partition
         state = batch.state(rt, sku)
         rows = availability_rows(state, [node_id for node_id, _ in touched], nodes)
+        key = sku.encode()
         for row, (node_id, event) in zip(rows, touched):
-            bind_event(event)
-            rt.emit.send(rt.topics.availability, sku, Availability(**row, occurred_at=at))
-            rt.emit.send_raw(rt.topics.atp_view, atp_key(sku, node_id), str(row["atp"]).encode())
-            metrics.AVAILABILITY_EVENTS.inc()
-            if event.message.topic == rt.topics.movements:
-                observe_latency(rt.topics.movements, event.message.timestamp)
+            send(availability, key, encode_availability(row, at_text))
+            send(atp_view, atp_key(sku, node_id), str(row["atp"]).encode())
+            decided[id(event)] = event
+    metrics.AVAILABILITY_EVENTS.inc(len(batch.touched))
+    # Once per input event, however many nodes it changed (an envelope, a count).
+    for event in decided.values():
+        if event.message.topic == rt.topics.movements:
+            observe_latency(rt.topics.movements, event.message.timestamp)
 
 
 def register(rt: "Runtime") -> None:

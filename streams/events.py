@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 # Identifiers are short printable strings; a bound keeps hostile input cheap.
@@ -80,22 +81,78 @@ class InventoryMovement(InputEvent):
 
     @model_validator(mode="after")
     def _qty_fits_type(self) -> "InventoryMovement":
-        t, q = self.type, self.qty
-        if t == "expected_cancel":
-            if self.supply_id is None:
-                raise ValueError("expected_cancel needs supply_id")
-            return self
-        if q is None:
-            raise ValueError(f"{t} needs qty")
-        if t in POSITIVE_QTY_TYPES and q <= 0:
-            raise ValueError(f"{t} needs qty > 0, got {q}")
-        if t == "count" and q < 0:
-            raise ValueError(f"count needs qty >= 0, got {q}")
-        if t == "adjustment" and q == 0:
-            raise ValueError("adjustment needs a non-zero qty")
-        if t == "expected" and (self.supply_id is None or self.eta is None):
-            raise ValueError("expected needs supply_id and eta")
-        return self
+        return _check_qty(self)
+
+
+def _check_qty(m):
+    t, q = m.type, m.qty
+    if t == "expected_cancel":
+        if m.supply_id is None:
+            raise ValueError("expected_cancel needs supply_id")
+        return m
+    if q is None:
+        raise ValueError(f"{t} needs qty")
+    if t in POSITIVE_QTY_TYPES and q <= 0:
+        raise ValueError(f"{t} needs qty > 0, got {q}")
+    if t == "count" and q < 0:
+        raise ValueError(f"count needs qty >= 0, got {q}")
+    if t == "adjustment" and q == 0:
+        raise ValueError("adjustment needs a non-zero qty")
+    if t == "expected" and (m.supply_id is None or m.eta is None):
+        raise ValueError("expected needs supply_id and eta")
+    return m
+
+
+# One record may carry many movements of one SKU (a POS upload, a WMS
+# snapshot of a SKU over its nodes): the optional envelope form beside single
+# movements on the same topic, told apart by its ``movements`` list. Per
+# record costs (fetch, delivery, idempotency, the state write) are then paid
+# once for the whole list (docs/benchmarks.md).
+MAX_BATCH_MOVEMENTS = 1000
+
+
+class BatchedMovement(Event):
+    """One movement inside an envelope: the envelope gives its sku,
+    event_id (the idempotency key of the whole list) and occurred_at."""
+
+    node_id: Id
+    type: MovementType
+    qty: int | None = Field(default=None, ge=-MAX_QTY, le=MAX_QTY)
+    supply_id: Id | None = None
+    eta: datetime | None = None
+    reason: str | None = Field(default=None, max_length=1000)
+
+    @model_validator(mode="after")
+    def _qty_fits_type(self) -> "BatchedMovement":
+        return _check_qty(self)
+
+
+class InventoryMovementBatch(InputEvent):
+    sku: Id
+    movements: tuple[BatchedMovement, ...] = Field(min_length=1, max_length=MAX_BATCH_MOVEMENTS)
+
+    def movement(self, i: int) -> InventoryMovement:
+        """The i-th movement as a single one; its event_id ``<event_id>/<i>``
+        names it in causes and dead letters (not an idempotency key: the
+        envelope's event_id is)."""
+        b = self.movements[i]
+        return InventoryMovement.model_construct(
+            event_id=f"{self.event_id}/{i}", occurred_at=self.occurred_at, sku=self.sku, node_id=b.node_id,
+            type=b.type, qty=b.qty, supply_id=b.supply_id, eta=b.eta, reason=b.reason)
+
+    @staticmethod
+    def looks_like(raw: bytes) -> bool:
+        """Whether a movements record is an envelope. Cheap on single movements
+        (the key never appears in them), exact on envelopes: a quoted
+        ``"movements"`` that is a string value, not the key, parses as a dict
+        without a list under that key."""
+        if b'"movements"' not in raw:
+            return False
+        try:
+            value = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            return False
+        return isinstance(value, dict) and "movements" in value
 
 
 # ------------------------------------------------------------ order commands

@@ -3,7 +3,8 @@
 An AsyncAPI 3.0.0 document of every contract topic and one JSON Schema per
 event model, generated from the pydantic models in :mod:`.events` and the
 topic table in :mod:`.topics`, so the documents cannot say something the code
-does not do. The output is checked in under ``docs/schema`` and a unit test
+does not do. A topic may accept more than one value form (``TopicSpec.also``):
+each form is then a message of its channel, with a schema of its own. The output is checked in under ``docs/schema`` and a unit test
 fails when it drifts from the models.
 
 Internal topics are left out: DESIGN.md section 3 lets them change freely, so
@@ -51,26 +52,46 @@ def schema_mode(spec: TopicSpec) -> Mode:
     return "validation" if spec.direction == "in" else "serialization"
 
 
+def event_models(spec: TopicSpec) -> tuple[type[BaseModel], ...]:
+    """Every value form of a contract topic, the main one (``value``) first."""
+    models = spec.values
+    for model in models:
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            raise TypeError(f"contract topic {spec.suffix} has a value form that is no pydantic model: {model!r}")
+    names = [model.__name__ for model in models]
+    if len(set(names)) != len(names):
+        raise ValueError(f"contract topic {spec.suffix} lists a value form twice: {names}")
+    return models
+
+
 def event_model(spec: TopicSpec) -> type[BaseModel]:
-    if not (isinstance(spec.value, type) and issubclass(spec.value, BaseModel)):
-        raise TypeError(f"contract topic {spec.suffix} has no pydantic value model")
-    return spec.value
+    """The main value form of a contract topic."""
+    return event_models(spec)[0]
 
 
 # ------------------------------------------------------------ JSON Schemas
-def event_schema(spec: TopicSpec) -> dict[str, Any]:
+def event_schema(model: type[BaseModel], mode: Mode) -> dict[str, Any]:
     """One self-contained JSON Schema (nested models under its own $defs)."""
-    schema = event_model(spec).model_json_schema(mode=schema_mode(spec))
+    schema = model.model_json_schema(mode=mode)
     return {"$schema": JSON_SCHEMA_DIALECT, **schema}
 
 
 def event_schemas() -> dict[str, dict[str, Any]]:
-    """Model name -> its JSON Schema, one per contract topic."""
-    return {event_model(spec).__name__: event_schema(spec) for spec in contract_specs().values()}
+    """Model name -> its JSON Schema, one per value form of every contract topic."""
+    out: dict[str, dict[str, Any]] = {}
+    for spec in contract_specs().values():
+        for model in event_models(spec):
+            schema = event_schema(model, schema_mode(spec))
+            # The file is named after the model: two topics may share a
+            # model only if they describe it alike.
+            if out.get(model.__name__, schema) != schema:
+                raise ValueError(f"{model.__name__} is described differently on two topics")
+            out[model.__name__] = schema
+    return out
 
 
-def component_schemas() -> tuple[dict[str, str], dict[str, Any]]:
-    """(logical topic -> $ref of its payload, components/schemas).
+def component_schemas() -> tuple[dict[str, dict[str, str]], dict[str, Any]]:
+    """(logical topic -> model name -> $ref of its payload, components/schemas).
 
     pydantic generates all models in one pass so a nested model used by
     several events (Address, ShipmentLine, ...) becomes one shared component,
@@ -78,15 +99,60 @@ def component_schemas() -> tuple[dict[str, str], dict[str, Any]]:
     disambiguated names instead of one silently overwriting the other.
     """
     specs = contract_specs()
-    keys = [(event_model(spec), schema_mode(spec)) for spec in specs.values()]
-    refs, top = models_json_schema(keys, ref_template="#/components/schemas/{model}")
-    payload_refs = {name: refs[key]["$ref"] for name, key in zip(specs, keys)}
+    keys = {name: [(model, schema_mode(spec)) for model in event_models(spec)] for name, spec in specs.items()}
+    # One entry per (model, mode), in declaration order.
+    unique = list(dict.fromkeys(key for topic_keys in keys.values() for key in topic_keys))
+    refs, top = models_json_schema(unique, ref_template="#/components/schemas/{model}")
+    payload_refs = {
+        name: {model.__name__: refs[(model, mode)]["$ref"] for model, mode in topic_keys}
+        for name, topic_keys in keys.items()
+    }
     return payload_refs, top.get("$defs", {})
 
 
 # --------------------------------------------------------------- AsyncAPI
-def message_id(spec: TopicSpec) -> str:
-    return event_model(spec).__name__
+def message_id(model: type[BaseModel]) -> str:
+    return model.__name__
+
+
+def own_required_fields(spec: TopicSpec, model: type[BaseModel]) -> list[str]:
+    """The required fields of one of a topic's extra value forms that none of
+    its other forms has: what tells a record of that form apart."""
+    others = [m for m in event_models(spec) if m is not model]
+    fields = [
+        name for name, info in model.model_fields.items()
+        if info.is_required() and not any(name in m.model_fields for m in others)
+    ]
+    if not fields:
+        raise ValueError(f"{model.__name__} on {spec.suffix} has no required field of its own to be told apart by")
+    return fields
+
+
+def told_apart(spec: TopicSpec) -> str:
+    """How a reader tells the value forms of a topic apart, in words."""
+    main, *extra = event_models(spec)
+    kinds = {"array": "list", "object": "object"}
+    parts = []
+    for model in extra:
+        props = model.model_json_schema(mode=schema_mode(spec)).get("properties", {})
+        named = []
+        for field in own_required_fields(spec, model):
+            kind = kinds.get(props.get(field, {}).get("type"))
+            named.append(f"a `{field}` {kind}" if kind else f"`{field}`")
+        parts.append(f"a record with {' and '.join(named)} is {article(model.__name__)} {model.__name__}")
+    return (
+        "The forms are told apart by their fields: "
+        + "; ".join(parts)
+        + f"; any other record is {article(main.__name__)} {main.__name__}."
+    )
+
+
+def article(word: str) -> str:
+    return "an" if word[:1].lower() in "aeiou" else "a"
+
+
+def listed(names: list[str], conjunction: str) -> str:
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} {conjunction} {names[-1]}"
 
 
 def key_schema(spec: TopicSpec) -> dict[str, Any]:
@@ -96,22 +162,30 @@ def key_schema(spec: TopicSpec) -> dict[str, Any]:
     }
 
 
-def channel(spec: TopicSpec, address: str, payload_ref: str) -> dict[str, Any]:
-    model = event_model(spec)
-    message = {
+def message(spec: TopicSpec, model: type[BaseModel], payload_ref: str) -> dict[str, Any]:
+    return {
         "name": model.__name__,
         "title": model.__name__,
         "payload": {"$ref": payload_ref},
         "bindings": {"kafka": {"key": key_schema(spec), "bindingVersion": KAFKA_BINDING_VERSION}},
     }
+
+
+def channel(spec: TopicSpec, address: str, payload_refs: dict[str, str]) -> dict[str, Any]:
+    models = event_models(spec)
     kafka: dict[str, Any] = {"topic": address, "bindingVersion": KAFKA_BINDING_VERSION}
     if spec.compacted:
         # consumers rebuilding state from this topic need to know it is compacted
         kafka["topicConfiguration"] = {"cleanup.policy": ["compact"]}
+    description = f"{listed([m.__name__ for m in models], 'or')} events keyed by `{spec.key}`."
+    if len(models) > 1:
+        description += " " + told_apart(spec)
     return {
         "address": address,
-        "description": f"{model.__name__} events keyed by `{spec.key}`.",
-        "messages": {message_id(spec): message},
+        "description": description,
+        "messages": {
+            message_id(model): message(spec, model, payload_refs[model.__name__]) for model in models
+        },
         "bindings": {"kafka": kafka},
     }
 
@@ -124,8 +198,10 @@ def operation(name: str, spec: TopicSpec) -> dict[str, Any]:
     return {
         "action": action,
         "channel": {"$ref": f"#/channels/{name}"},
-        "messages": [{"$ref": f"#/channels/{name}/messages/{message_id(spec)}"}],
-        "summary": f"stockflow {verb} {event_model(spec).__name__} events.",
+        "messages": [
+            {"$ref": f"#/channels/{name}/messages/{message_id(model)}"} for model in event_models(spec)
+        ],
+        "summary": f"stockflow {verb} {listed([m.__name__ for m in event_models(spec)], 'and')} events.",
     }
 
 

@@ -17,16 +17,26 @@ from . import events as ev
 class TopicSpec:
     suffix: str
     key: str  # the event field the record key carries
-    value: type[BaseModel] | type[dict]
+    value: type[BaseModel] | type[dict]  # the topic's main value form
     direction: Literal["in", "out", "internal"]
     compacted: bool = False
     # Internal topics carry stockflow's own JSON dicts, not contract events.
     internal: bool = False
+    # Other value forms accepted on this topic, beside ``value``; each carries
+    # ``key`` too, and readers tell the forms apart by their fields.
+    also: tuple[type[BaseModel], ...] = ()
+
+    @property
+    def values(self) -> tuple[type[BaseModel] | type[dict], ...]:
+        """Every value form of the topic, the main one first."""
+        return (self.value, *self.also)
 
 
 SPECS: dict[str, TopicSpec] = {
     "nodes": TopicSpec("nodes", "node_id", ev.Node, "in", compacted=True),
-    "movements": TopicSpec("inventory.movements", "sku", ev.InventoryMovement, "in"),
+    # single movements, or an envelope of many movements of one SKU
+    "movements": TopicSpec("inventory.movements", "sku", ev.InventoryMovement, "in",
+                           also=(ev.InventoryMovementBatch,)),
     "order_commands": TopicSpec("orders.commands", "order_id", ev.OrderCommand, "in"),
     "fulfillment_updates": TopicSpec("fulfillment.updates", "order_id", ev.FulfillmentUpdate, "in"),
     "allocations": TopicSpec("allocations", "order_id", ev.Allocation, "out"),

@@ -206,6 +206,18 @@ def movement(sku: str, node_id: str, type_: str, qty: int | None = None, event_i
     return rec
 
 
+def movement_batch(sku: str, lines: list[dict], event_id: str | None = None, **kw) -> dict:
+    """The envelope form: many movements of one SKU in one record."""
+    rec = {
+        "event_id": event_id or f"mb-{next(_counter)}-{uuid.uuid4().hex[:6]}",
+        "occurred_at": now_iso(),
+        "sku": sku,
+        "movements": lines,
+    }
+    rec.update(kw)
+    return rec
+
+
 def order_create(order_id: str, lines: list[tuple[str, int]], method: str = "ship", lat: float = 52.52,
                  lon: float = 13.40, pickup_node_id: str | None = None, allow_partial: bool = True,
                  allow_backorder: bool = True, occurred_at: str | None = None, email: str | None = "c@example.com",

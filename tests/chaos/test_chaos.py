@@ -22,7 +22,8 @@ from pathlib import Path
 import pytest
 from kafka import KafkaConsumer, TopicPartition
 
-from ..support import Cluster, free_port, http_get, movement, node_record, now_iso, order_create, wait_until
+from ..support import (Cluster, free_port, http_get, movement, movement_batch, node_record, now_iso, order_create,
+                       wait_until)
 
 pytestmark = pytest.mark.chaos
 
@@ -120,9 +121,15 @@ class Feed:
         return f"chaos-{kind}-{self.seq}"
 
     def snapshot(self) -> None:
-        for sku in self.skus:
-            for n in NODES:
-                self.send("movements", sku, movement(sku, n, "count", self.rng.randint(0, 15), event_id=self.eid("count")))
+        # Half the SKUs as one envelope each (a WMS snapshot of a SKU over
+        # its nodes), half as single counts: both forms go through the kills.
+        for i, sku in enumerate(self.skus):
+            counts = [{"node_id": n, "type": "count", "qty": self.rng.randint(0, 15)} for n in NODES]
+            if i % 2:
+                self.send("movements", sku, movement_batch(sku, counts, event_id=self.eid("snapshot")))
+                continue
+            for c in counts:
+                self.send("movements", sku, movement(sku, c["node_id"], "count", c["qty"], event_id=self.eid("count")))
 
     def step(self) -> None:
         rng = self.rng
@@ -151,10 +158,18 @@ class Feed:
         elif roll < PLAN.orders_share + 0.045:
             self.send("movements", rng.choice(self.skus), b"\xff not json")
         else:
-            sku, node = rng.choice(self.skus), rng.choice(list(NODES))
-            kind = rng.choices(["receipt", "sale", "adjustment", "damage"], [0.35, 0.45, 0.1, 0.1])[0]
-            qty = rng.choice([-2, -1, 1, 3]) if kind == "adjustment" else rng.randint(1, 6 if kind == "receipt" else 2)
-            m = movement(sku, node, kind, qty, event_id=self.eid(kind))
+            sku = rng.choice(self.skus)
+            lines = []
+            # one movement, or now and then a POS upload of a few (an envelope)
+            for _ in range(1 if rng.random() < 0.85 else rng.randint(2, 5)):
+                kind = rng.choices(["receipt", "sale", "adjustment", "damage"], [0.35, 0.45, 0.1, 0.1])[0]
+                qty = rng.choice([-2, -1, 1, 3]) if kind == "adjustment" else rng.randint(1, 6 if kind == "receipt" else 2)
+                lines.append({"node_id": rng.choice(list(NODES)), "type": kind, "qty": qty})
+            if len(lines) == 1:
+                ln = lines[0]
+                m = movement(sku, ln["node_id"], ln["type"], ln["qty"], event_id=self.eid(ln["type"]))
+            else:
+                m = movement_batch(sku, lines, event_id=self.eid("upload"))
             self.send("movements", sku, m)
             self.recent = (self.recent + [m])[-500:]
 
@@ -230,11 +245,12 @@ def expected_on_hand(records: list, dead: set) -> Counter:
             continue
         seen.add(key)
         if logical == "movements":
-            k = (value["sku"], value["node_id"])
-            if value["type"] == "count":
-                on_hand[k] = value["qty"]
-            else:
-                on_hand[k] += RELATIVE[value["type"]] * value["qty"]
+            for m in value.get("movements") or [value]:  # an envelope's lines, in order
+                k = (value["sku"], m["node_id"])
+                if m["type"] == "count":
+                    on_hand[k] = m["qty"]
+                else:
+                    on_hand[k] += RELATIVE[m["type"]] * m["qty"]
         elif logical == "fulfillment_updates":
             sign = {"shipped": -1, "picked_up": -1, "short": -1}.get(value["type"], 0)
             if value["type"] == "return_received" and value.get("condition") == "resellable":

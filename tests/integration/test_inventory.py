@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from ..support import http_get, movement, node_record, wait_until
+import json
+
+from ..support import http_get, movement, movement_batch, node_record, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -115,3 +117,47 @@ def test_bad_records_go_to_deadletter_and_worker_keeps_going(cluster):
     assert w.alive()
     assert w.metric("stockflow_dead_letters_total", {"reason": "unknown_node"}) == 1
     assert w.metric("stockflow_dead_letters_total") == len(BAD_RECORDS) + 1
+
+
+def test_movement_envelope_applies_its_lines_once_and_dead_letters_the_bad(cluster):
+    cluster.send("nodes", "S1", node_record("S1"))
+    cluster.send("nodes", "S2", node_record("S2"))
+    cluster.flush()
+    w = cluster.add_worker()
+    upload = movement_batch("SKU-V", [
+        {"node_id": "S1", "type": "receipt", "qty": 10},
+        {"node_id": "S2", "type": "count", "qty": 7},
+        {"node_id": "S1", "type": "sale", "qty": 3},
+        {"node_id": "NOWHERE", "type": "receipt", "qty": 1},
+    ], event_id="upload-1")
+    cluster.send("movements", "SKU-V", upload)
+    cluster.send("movements", "SKU-V", upload)  # a producer retry: changes nothing
+    hostile = [
+        movement_batch("SKU-V", []),
+        movement_batch("SKU-V", [{"node_id": "S1", "type": "receipt", "qty": 50},
+                                 {"node_id": "S1", "type": "receipt", "qty": "5"}]),
+        movement_batch("SKU-V", [{"node_id": "S1", "type": "count", "qty": 1}] * 1001),
+        movement_batch("SKU-V", "S1 receipt 5"),
+    ]
+    for rec in hostile:
+        cluster.send("movements", "SKU-V", rec)
+    cluster.send("movements", "SKU-OTHER", movement_batch("SKU-V", [{"node_id": "S1", "type": "receipt", "qty": 50}]))
+    cluster.send("movements", "SKU-V", movement("SKU-V", "S2", "receipt", 1))
+    cluster.flush()
+
+    nodes = wait_until(lambda: (n := atp_of(w, "SKU-V")[0]) and n.get("S2", {}).get("on_hand") == 8 and n, 60,
+                       what="SKU-V after the envelope and a single movement")
+    assert nodes["S1"]["on_hand"] == 7  # 10 - 3 once; nothing of the rejected envelopes
+    letters = wait_until(lambda: (r := [x["value"] for x in cluster.read_all("deadletter")]) and len(r) >= 6 and r,
+                         30, what="dead letters")
+    assert sorted(v["error"] for v in letters) == ["invalid_fields"] * 4 + ["key_mismatch", "unknown_node"]
+    (lost,) = [v for v in letters if v["error"] == "unknown_node"]
+    line = json.loads(lost["payload"])  # the one line, as a single movement that can be sent again
+    assert line["event_id"] == "upload-1/3" and line["sku"] == "SKU-V" and line["node_id"] == "NOWHERE"
+    assert lost["offset"] is not None and "upload-1/3" in lost["detail"]
+    assert any("movements.1.qty" in v["detail"] for v in letters)
+    # the two copies of the upload: one applied, one skipped as a duplicate
+    assert w.metric("stockflow_duplicates_skipped_total") >= 1
+    avail = [r["value"] for r in cluster.read_all("availability") if r["key"] == "SKU-V"]
+    assert {(a["node_id"], a["on_hand"]) for a in avail} >= {("S1", 7), ("S2", 7), ("S2", 8)}
+    assert w.alive()

@@ -6,6 +6,7 @@ from stockflow.domain.atp import (
     NodeStock,
     SkuState,
     apply_movement,
+    apply_movements,
     atp,
     availability_rows,
     expected_supply,
@@ -149,3 +150,50 @@ def test_applied_offsets_only_move_forward():
     assert advance(offsets, "cmds:3", 78) == {"cmds:3": 82}
     assert advance(offsets, "cmds:3", 90) == {"cmds:3": 90}
     assert advance(offsets, "moves:3", 5) == {"cmds:3": 82, "moves:3": 5}
+
+
+def test_envelope_fold_equals_one_movement_at_a_time():
+    """apply_movements (an envelope's lines, state copied once) leaves the
+    state, changed nodes and short nodes that apply_movement line by line does."""
+    import random
+
+    rng = random.Random(7)
+    eta = datetime(2026, 12, 1, tzinfo=timezone.utc)
+    for _ in range(300):
+        start = SkuState("SKU1", stock={"N1": NodeStock(rng.randint(-3, 9), 0), "N3": NodeStock(4, 0)},
+                         offsets={SRC: 3})
+        moves = []
+        for _ in range(rng.randint(1, 12)):
+            t = rng.choice(["receipt", "sale", "damage", "transfer_out", "transfer_in", "adjustment", "count",
+                            "expected", "expected_cancel"])
+            n = rng.choice(["N1", "N2", "N3"])
+            sid = rng.choice(["PO1", "PO2"])
+            if t == "expected":
+                moves.append(mv(t, rng.randint(1, 9), node_id=n, supply_id=sid, eta=eta))
+            elif t == "expected_cancel":
+                moves.append(mv(t, node_id=n, supply_id=sid))
+            elif t == "count":
+                moves.append(mv(t, rng.randint(0, 9), node_id=n))
+            elif t == "adjustment":
+                moves.append(mv(t, rng.choice([-4, -1, 2, 5]), node_id=n))
+            elif t == "receipt" and rng.random() < 0.5:
+                moves.append(mv(t, rng.randint(1, 9), node_id=n, supply_id=sid))
+            else:
+                moves.append(mv(t, rng.randint(1, 9), node_id=n))
+        one, changed, short = start, [], []
+        for m in moves:
+            r = apply_movement(one, m, SRC, 7)
+            one = r.state
+            changed += [c for c in r.changed_nodes if c not in changed]
+            short = [n for n in changed if one.node(n).on_hand < one.node(n).reserved]
+        fold = apply_movements(start, moves, SRC, 7)
+        assert fold.state == one
+        assert list(fold.changed_nodes) == changed
+        assert list(fold.short_nodes) == short
+        assert fold.state.offsets == {SRC: 7}
+
+
+def test_envelope_fold_refuses_a_state_with_holdings():
+    held = SkuState("SKU1", stock={"N1": NodeStock(5, 2)}, reservations={"O1": {"N1": 2}})
+    with pytest.raises(ValueError):
+        apply_movements(held, [mv("sale", 4)], SRC, 1)

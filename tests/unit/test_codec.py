@@ -67,3 +67,21 @@ def test_payload_text_is_text_or_base64():
     assert payload_text(b"abc") == "abc"
     assert payload_text(b"\xff\x00").startswith("base64:")
     assert len(payload_text(b"x" * 200_000)) == 64 * 1024
+
+
+def test_availability_bytes_are_the_models():
+    """The stock agent writes Availability events from its rows without
+    building the model; the bytes must be the ones the model encodes."""
+    from datetime import datetime, timedelta, timezone
+
+    from stockflow.streams.codec import datetime_text, encode, encode_availability
+    from stockflow.streams.events import Availability
+
+    rows = [dict(sku="SKU-1", node_id="N01", on_hand=-3, reserved=2, safety_stock=1, atp=0, network_atp=12),
+            dict(sku="S\u00e9 \"q\" \\ \u2603", node_id="\u6771\u4eac", on_hand=10**9, reserved=0, safety_stock=0,
+                 atp=10**9, network_atp=5 * 10**9)]
+    times = [datetime(2026, 11, 24, 8, 0, tzinfo=timezone.utc), datetime(2026, 11, 24, 8, 0, 1, 5, timezone.utc),
+             datetime(2026, 11, 24, 8, 0, tzinfo=timezone(timedelta(hours=2)))]
+    for row in rows:
+        for at in times:
+            assert encode_availability(row, datetime_text(at)) == encode(Availability(**row, occurred_at=at))

@@ -12,11 +12,14 @@ import pytest
 from stockflow.streams import events as ev
 from stockflow.streams import schema
 from stockflow.streams.codec import decode, encode
+from stockflow.streams.exceptions import DecodeError
 from stockflow.streams.topics import SPECS, Topics
-from tests.support import movement, node_record, now_iso, order_create
+from tests.support import movement, movement_batch, node_record, now_iso, order_create
 
 CONTRACT = {name: spec for name, spec in SPECS.items() if not spec.internal}
 INTERNAL = {name: spec for name, spec in SPECS.items() if spec.internal}
+# every value form of a contract topic (the main one and those it also accepts)
+MODELS = {model.__name__: model for spec in CONTRACT.values() for model in spec.values}
 
 
 def generated() -> dict[str, str]:
@@ -129,6 +132,16 @@ def input_samples() -> dict[str, list[dict]]:
             movement("SKU-1", "N1", "expected", 10, supply_id="PO-1", eta=now_iso(), reason="PO"),
             movement("SKU-1", "N1", "expected_cancel", supply_id="PO-1"),
         ],
+        "InventoryMovementBatch": [
+            movement_batch("SKU-1", [
+                {"node_id": "N1", "type": "sale", "qty": 3},
+                {"node_id": "N2", "type": "expected", "qty": 10, "supply_id": "PO-1", "eta": now_iso(),
+                 "reason": "PO"},
+                {"node_id": "N1", "type": "expected_cancel", "supply_id": "PO-1"},
+                {"node_id": "N2", "type": "adjustment", "qty": -2, "reason": None},
+            ]),
+            movement_batch("SKU-2", [{"node_id": "N1", "type": "count", "qty": 0}] * ev.MAX_BATCH_MOVEMENTS),
+        ],
         "OrderCommand": [
             order_create("O1", [("SKU-1", 2), ("SKU-2", 1)]),
             order_create("O2", [("SKU-1", 1)], method="pickup", pickup_node_id="N1"),
@@ -181,11 +194,10 @@ def output_samples() -> dict[str, list[ev.Out]]:
 
 
 def wire_samples() -> dict[str, list[dict]]:
-    models = {spec.value.__name__: spec.value for spec in CONTRACT.values()}
     samples = {}
     for name, records in input_samples().items():
         for rec in records:
-            decode(json.dumps(rec).encode(), models[name], 1_000_000)  # raises if the sample is invalid
+            decode(json.dumps(rec).encode(), MODELS[name], 1_000_000)  # raises if the sample is invalid
         samples[name] = records
     for name, events in output_samples().items():
         samples[name] = [json.loads(encode(e)) for e in events]
@@ -217,15 +229,19 @@ def test_every_contract_topic_has_its_channel_and_payload(document):
     for name, spec in CONTRACT.items():
         ch = document["channels"][name]
         assert ch["address"] == f"stockflow.{spec.suffix}"
-        (message,) = ch["messages"].values()
-        payload = resolve(document, message["payload"]["$ref"])
-        # the component is the event's own schema, its nested models hoisted
-        own = as_component(file_schema(spec.value.__name__))
-        nested = own.pop("$defs", {})
-        own.pop("$schema")
-        assert payload == own
-        for model_name, sub in nested.items():
-            assert components[model_name] == sub
+        # one message per value form, the message id the model's name
+        assert list(ch["messages"]) == [model.__name__ for model in spec.values]
+        for model in spec.values:
+            message = ch["messages"][model.__name__]
+            assert message["name"] == message["title"] == model.__name__
+            payload = resolve(document, message["payload"]["$ref"])
+            # the component is the event's own schema, its nested models hoisted
+            own = as_component(file_schema(model.__name__))
+            nested = own.pop("$defs", {})
+            own.pop("$schema")
+            assert payload == own
+            for model_name, sub in nested.items():
+                assert components[model_name] == sub
 
 
 def test_internal_topics_are_not_published(document):
@@ -244,15 +260,20 @@ def test_operations_are_from_stockflows_point_of_view(document):
         for ref in op["messages"]:
             assert ref["$ref"].startswith(f"#/channels/{name}/messages/")
             resolve(document, ref["$ref"])
+        # every message of the channel, in the channel's order
+        assert [ref["$ref"].rsplit("/", 1)[1] for ref in op["messages"]] == list(
+            document["channels"][name]["messages"])
 
 
 def test_message_key_names_the_key_field(document):
     for name, spec in CONTRACT.items():
-        (message,) = document["channels"][name]["messages"].values()
-        key = message["bindings"]["kafka"]["key"]
-        assert key["type"] == "string"
-        assert f"`{spec.key}`" in key["description"]
-        assert spec.key in spec.value.model_fields, f"{name} is keyed by a field its event lacks"
+        messages = document["channels"][name]["messages"]
+        assert len(messages) == len(spec.values)
+        for model in spec.values:
+            key = messages[model.__name__]["bindings"]["kafka"]["key"]
+            assert key["type"] == "string"
+            assert f"`{spec.key}`" in key["description"]
+            assert spec.key in model.model_fields, f"{name} is keyed by a field {model.__name__} lacks"
 
 
 def test_compacted_topics_say_so(document):
@@ -284,19 +305,20 @@ def test_every_ref_resolves(document):
     for ref in refs:
         resolve(document, ref)
     assert "$defs" not in json.dumps(document), "pydantic $defs must be hoisted into components/schemas"
-    for spec in CONTRACT.values():
-        own = file_schema(spec.value.__name__)
+    for model_name in MODELS:
+        own = file_schema(model_name)
         for ref in all_refs(own):
             resolve(own, ref)
 
 
 def test_a_json_schema_file_per_contract_event():
     names = {n.removesuffix(schema.SCHEMA_SUFFIX) for n in generated() if n.endswith(schema.SCHEMA_SUFFIX)}
-    assert names == {spec.value.__name__ for spec in CONTRACT.values()}
+    assert names == set(MODELS)
+    assert {spec.value.__name__ for spec in CONTRACT.values()} < names
 
 
 def test_samples_cover_every_contract_event():
-    assert set(SAMPLES) == {spec.value.__name__ for spec in CONTRACT.values()}
+    assert set(SAMPLES) == set(MODELS)
 
 
 @pytest.mark.parametrize("model_name", sorted(SAMPLES))
@@ -326,20 +348,97 @@ def test_ill_typed_and_out_of_range_values_are_refused():
         assert violations({**good, field: bad}, own, own), f"{field}={bad!r} passed"
 
 
-@pytest.mark.parametrize("spec", list(CONTRACT.values()), ids=list(CONTRACT))
-def test_required_fields_are_the_models(spec):
-    required = {name for name, f in spec.value.model_fields.items() if f.is_required()}
-    assert set(file_schema(spec.value.__name__)["required"]) == required
+@pytest.mark.parametrize("model", list(MODELS.values()), ids=list(MODELS))
+def test_required_fields_are_the_models(model):
+    required = {name for name, f in model.model_fields.items() if f.is_required()}
+    assert set(file_schema(model.__name__)["required"]) == required
 
 
 def test_input_schemas_require_what_the_contract_requires():
     # DESIGN.md section 4: every input event carries event_id and occurred_at.
     for spec in CONTRACT.values():
-        if spec.direction == "in" and spec.value is not ev.Node:
-            assert {"event_id", "occurred_at"} <= set(file_schema(spec.value.__name__)["required"])
+        for model in spec.values:
+            if spec.direction == "in" and model is not ev.Node:
+                assert {"event_id", "occurred_at"} <= set(file_schema(model.__name__)["required"])
     movement_required = set(file_schema("InventoryMovement")["required"])
     assert movement_required == {"event_id", "occurred_at", "sku", "node_id", "type"}
     assert {"event_id", "occurred_at", "type", "order_id"} <= set(file_schema("OrderCommand")["required"])
+
+
+# -------------------------------------------------------- the envelope form
+def test_the_movements_channel_has_both_forms(document):
+    ch = document["channels"]["movements"]
+    assert list(ch["messages"]) == ["InventoryMovement", "InventoryMovementBatch"]
+    assert ch["messages"]["InventoryMovementBatch"]["payload"] == {
+        "$ref": "#/components/schemas/InventoryMovementBatch"}
+    assert "BatchedMovement" in document["components"]["schemas"]
+    # the reader's rule is written down: the envelope is the one with a movements list
+    assert "told apart by their fields" in ch["description"]
+    assert "`movements` list is an InventoryMovementBatch" in ch["description"]
+    (op,) = [op for op in document["operations"].values() if op["channel"]["$ref"] == "#/channels/movements"]
+    assert op["action"] == "receive"
+    assert [ref["$ref"] for ref in op["messages"]] == [
+        "#/channels/movements/messages/InventoryMovement",
+        "#/channels/movements/messages/InventoryMovementBatch",
+    ]
+
+
+def test_single_form_channels_are_described_as_before(document):
+    for name, spec in CONTRACT.items():
+        if not spec.also:
+            ch = document["channels"][name]
+            assert ch["description"] == f"{spec.value.__name__} events keyed by `{spec.key}`."
+            assert len(ch["messages"]) == 1
+
+
+def test_the_envelope_schema_file_exists():
+    files = generated()
+    assert "InventoryMovementBatch" + schema.SCHEMA_SUFFIX in files
+    assert (schema.DEFAULT_OUT / ("InventoryMovementBatch" + schema.SCHEMA_SUFFIX)).is_file()
+    own = file_schema("InventoryMovementBatch")
+    assert set(own["required"]) == {"event_id", "occurred_at", "sku", "movements"}
+    assert set(own["$defs"]["BatchedMovement"]["required"]) == {"node_id", "type"}
+    items = own["properties"]["movements"]
+    assert (items["minItems"], items["maxItems"]) == (1, ev.MAX_BATCH_MOVEMENTS)
+
+
+def test_envelopes_of_no_or_too_many_movements_are_refused():
+    own = file_schema("InventoryMovementBatch")
+    good = SAMPLES["InventoryMovementBatch"][0]
+    line = good["movements"][0]
+    assert violations(good, own, own) == []
+    assert violations({**good, "movements": [line] * ev.MAX_BATCH_MOVEMENTS}, own, own) == []
+    for bad in ([], [line] * (ev.MAX_BATCH_MOVEMENTS + 1)):
+        assert violations({**good, "movements": bad}, own, own), f"{len(bad)} movements passed"
+    # the model agrees with its schema
+    for bad in ([], [line] * (ev.MAX_BATCH_MOVEMENTS + 1)):
+        with pytest.raises(DecodeError):
+            decode(json.dumps({**good, "movements": bad}).encode(), ev.InventoryMovementBatch, 10_000_000)
+
+
+def test_ill_typed_envelope_lines_are_refused():
+    own = file_schema("InventoryMovementBatch")
+    good = SAMPLES["InventoryMovementBatch"][0]
+    line = good["movements"][0]
+    for field, bad in [("type", "teleport"), ("qty", "3"), ("node_id", ""), ("eta", "soon")]:
+        assert violations({**good, "movements": [{**line, field: bad}]}, own, own), f"{field}={bad!r} passed"
+    no_node = {k: v for k, v in line.items() if k != "node_id"}
+    assert violations({**good, "movements": [no_node]}, own, own)
+    assert violations({**good, "movements": line}, own, own), "a single line instead of a list passed"
+
+
+def test_forms_that_cannot_be_told_apart_are_refused():
+    from stockflow.streams.topics import TopicSpec
+
+    class Lookalike(ev.InventoryMovement):
+        pass
+
+    spec = TopicSpec("x", "sku", ev.InventoryMovement, "in", also=(Lookalike,))
+    with pytest.raises(ValueError, match="told apart"):
+        schema.told_apart(spec)
+    twice = TopicSpec("x", "sku", ev.InventoryMovement, "in", also=(ev.InventoryMovement,))
+    with pytest.raises(ValueError, match="twice"):
+        schema.event_models(twice)
 
 
 # -------------------------------------------------------------------- CLI
