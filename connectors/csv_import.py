@@ -1,10 +1,13 @@
 """``stockflow import-stock FILE.csv`` and ``stockflow import-nodes FILE.csv``.
 
-A stock file is a full inventory snapshot, ``sku,node_id,on_hand``, sent as
-one ``count`` movement per row. Its event ids come from the file's content
-and the row (``import-<sha256 of the file, 16 hex>-<line>``), so importing
-the same file twice (an operator's retry, a cron job run again) changes
-stock once: the worker swallows the repeats by event_id.
+A stock file is a full inventory snapshot, ``sku,node_id,on_hand``: one
+``count`` movement per row, sent as envelopes (a SKU's rows, up to 1,000 to
+a record: streams/events.py), which a worker takes several times faster
+than a record per row. Event ids come from the file's content and the rows
+(``import-<sha256 of the file, 16 hex>-<line>``: of the row, or of an
+envelope's first row), so importing the same file twice (an operator's
+retry, a cron job run again) changes stock once: the worker swallows the
+repeats by event_id.
 
 A nodes file is the network, one Node event per row on the compacted nodes
 topic (a node is an upsert by node_id: importing it again is harmless).
@@ -31,7 +34,8 @@ from pydantic import BaseModel, ValidationError
 
 from ..errors import StockflowError
 from ..streams.codec import encode, encode_key, field_errors_text
-from ..streams.events import InventoryMovement, Node
+from ..streams.events import (MAX_BATCH_MOVEMENTS, BatchedMovement, InventoryMovement, InventoryMovementBatch,
+                              Node)
 
 STOCK_COLUMNS = ("sku", "node_id", "on_hand")
 NODE_REQUIRED = ("node_id", "kind", "lat", "lon")
@@ -54,6 +58,34 @@ class Parsed:
     rows: int = 0
     good: list[tuple[int, str, BaseModel]] = field(default_factory=list)  # (line, key, event)
     rejected: list[tuple[int, str]] = field(default_factory=list)  # (line, reason)
+
+    def records(self) -> list[tuple[tuple[int, ...], str, BaseModel]]:
+        """What to send: (the rows' lines, key, event), a record per row."""
+        return [((line,), key, event) for line, key, event in self.good]
+
+
+@dataclass
+class ParsedStock(Parsed):
+    digest: str = ""
+
+    def records(self) -> list[tuple[tuple[int, ...], str, BaseModel]]:
+        """A SKU's counts as envelopes of up to MAX_BATCH_MOVEMENTS, named
+        after their first row. A snapshot gives each SKU-node one count, so
+        gathering a SKU's rows from all over the file changes nothing."""
+        by_sku: dict[str, list[tuple[int, InventoryMovement]]] = {}
+        for line, key, event in self.good:
+            by_sku.setdefault(key, []).append((line, event))
+        out = []
+        for sku, rows in by_sku.items():
+            for i in range(0, len(rows), MAX_BATCH_MOVEMENTS):
+                chunk = rows[i:i + MAX_BATCH_MOVEMENTS]
+                first = chunk[0][1]
+                envelope = InventoryMovementBatch(
+                    event_id=f"import-{self.digest}-{chunk[0][0]}", occurred_at=first.occurred_at, sku=sku,
+                    movements=tuple(BatchedMovement(node_id=m.node_id, type=m.type, qty=m.qty, reason=m.reason)
+                                    for _, m in chunk))
+                out.append((tuple(line for line, _ in chunk), sku, envelope))
+        return out
 
 
 @dataclass
@@ -144,7 +176,7 @@ def stock_rows(data: bytes, name: str = "file", now: datetime | None = None) -> 
     """A snapshot file as count movements (one per SKU and node)."""
     digest = file_digest(data)
     occurred_at = (now or datetime.now(timezone.utc)).isoformat()
-    out = Parsed()
+    out = ParsedStock(digest=digest)
     first_line: dict[tuple[str, str], int] = {}
     for line, row in _rows(data, name, STOCK_COLUMNS):
         out.rows += 1
@@ -278,23 +310,23 @@ def send(parsed: Parsed, topic: str, settings, console=None) -> Report:
                       TimeRemainingColumn(), console=console, transient=False) as progress:
             task = progress.add_task(f"→ {topic}", total=len(parsed.good))
 
-            def ok(_meta, line=None):
+            def ok(_meta, lines=()):
                 nonlocal sent
-                sent += 1
-                progress.advance(task)
+                sent += len(lines)
+                progress.advance(task, len(lines))
 
-            def err(exc, line=None):
-                failed.append((line, f"not sent: {type(exc).__name__}: {exc}"[:300]))
-                progress.advance(task)
+            def err(exc, lines=()):
+                failed.extend((line, f"not sent: {type(exc).__name__}: {exc}"[:300]) for line in lines)
+                progress.advance(task, len(lines))
 
-            for line, key, event in parsed.good:
+            for lines, key, event in parsed.records():
                 try:
                     fut = producer.send(topic, key=encode_key(key), value=encode(event))
                 except KafkaError as exc:  # no metadata for the topic in time, buffer full
-                    err(exc, line=line)
+                    err(exc, lines=lines)
                     continue
-                fut.add_callback(ok, line=line)
-                fut.add_errback(err, line=line)
+                fut.add_callback(ok, lines=lines)
+                fut.add_errback(err, lines=lines)
             producer.flush(timeout=120)
     finally:
         producer.close(timeout=10)

@@ -4,8 +4,9 @@ An AsyncAPI 3.0.0 document of every contract topic and one JSON Schema per
 event model, generated from the pydantic models in :mod:`.events` and the
 topic table in :mod:`.topics`, so the documents cannot say something the code
 does not do. A topic may accept more than one value form (``TopicSpec.also``):
-each form is then a message of its channel, with a schema of its own. The output is checked in under ``docs/schema`` and a unit test
-fails when it drifts from the models.
+each form is then a message of its channel, with a schema of its own. The
+output is checked in under ``docs/schema`` and a unit test fails when it
+drifts from the models.
 
 Internal topics are left out: DESIGN.md section 3 lets them change freely, so
 publishing them would invite consumers to depend on them.

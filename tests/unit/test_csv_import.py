@@ -19,6 +19,8 @@ from stockflow.connectors.csv_import import (
     stock_rows,
 )
 from stockflow.errors import StockflowError
+from stockflow.streams.codec import decode, encode
+from stockflow.streams.events import MAX_BATCH_MOVEMENTS, InventoryMovementBatch
 
 NOW = datetime(2026, 11, 27, 6, 0, tzinfo=timezone.utc)
 
@@ -68,6 +70,43 @@ def test_event_ids_come_from_file_content_and_line():
     assert ids == [f"import-{digest}-2", f"import-{digest}-3", f"import-{digest}-5"]
     changed = stock_rows(STOCK.replace(b"120", b"121"), now=NOW)
     assert {ev.event_id for _, _, ev in changed.good}.isdisjoint(ids)
+
+
+def test_a_skus_rows_go_out_as_envelopes_named_after_their_first_row():
+    digest = file_digest(STOCK)
+    records = stock_rows(STOCK, now=NOW).records()
+    assert [(lines, key, ev.event_id) for lines, key, ev in records] == [
+        ((2, 3), "SKU-1", f"import-{digest}-2"),
+        ((5,), "SKU-2", f"import-{digest}-5"),
+    ]
+    lines, _, env = records[0]
+    # what the worker reads: the envelope form, each row a count with the import's reason
+    back = decode(encode(env), InventoryMovementBatch, 1 << 20)
+    assert back.sku == "SKU-1" and back.occurred_at == NOW
+    assert [(m.node_id, m.type, m.qty, m.reason) for m in back.movements] == [
+        ("DC-BER", "count", 120, f"snapshot import {digest}"), ("ST-MITTE", "count", 4, f"snapshot import {digest}")]
+    # the same file later: the same envelopes and ids
+    assert [ev.event_id for _, _, ev in stock_rows(STOCK, now=datetime(2026, 12, 1, tzinfo=timezone.utc)).records()] \
+        == [ev.event_id for _, _, ev in records]
+
+
+def test_a_sku_spread_over_the_file_and_over_the_envelope_limit():
+    rows = [f"BIG,N{i:04d},{i % 7}" for i in range(MAX_BATCH_MOVEMENTS + 5)]
+    rows.insert(3, "SMALL,N0001,2")
+    data = ("sku,node_id,on_hand\n" + "\n".join(rows) + "\n").encode()
+    records = stock_rows(data, now=NOW).records()
+    assert [(key, len(lines), len(ev.movements)) for lines, key, ev in records] == [
+        ("BIG", MAX_BATCH_MOVEMENTS, MAX_BATCH_MOVEMENTS), ("BIG", 5, 5), ("SMALL", 1, 1)]
+    assert sorted(line for lines, _, _ in records for line in lines) == list(range(2, len(rows) + 2))
+    assert len({ev.event_id for _, _, ev in records}) == 3
+    # each envelope's lines are its rows, in file order
+    first = records[0]
+    assert [m.node_id for m in first[2].movements][:4] == ["N0000", "N0001", "N0002", "N0003"]
+
+
+def test_node_files_still_send_a_record_per_row():
+    parsed = node_rows(b"node_id,kind,lat,lon\nN1,dc,52.5,13.4\nN2,store,52.4,13.3\n")
+    assert [(lines, key) for lines, key, _ in parsed.records()] == [((2,), "N1"), ((3,), "N2")]
 
 
 def test_header_is_found_case_insensitively_with_a_bom_and_columns_in_any_order():
