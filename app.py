@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 from dataclasses import dataclass, field
 from typing import Any
 
 import faust
+from faust.types import TP
 
 from . import metrics
 from .settings import Settings
@@ -159,12 +161,17 @@ def _never_commit_past_dropped_records() -> None:
     Consumer._stockflow_gaps = True
 
 
+# What the seek running in this task found: partition -> committed offset or None.
+_SEEK_FOUND: contextvars.ContextVar[dict | None] = contextvars.ContextVar("stockflow_seek_found", default=None)
+
+
 def _remember_each_generations_seek() -> None:
     """After a rebalance Faust seeks every assigned partition to its committed
     offset; records can reach the agents before that seek is done. Remember
     which generation's seek finished, and the committed offsets it found, so
     agents/batches.py starts each partition there (agents/inorder.py)."""
     from faust.transport.consumer import Consumer
+    from faust.transport.drivers.aiokafka import Consumer as DriverConsumer
 
     if getattr(Consumer, "_stockflow_seeks", False):
         return
@@ -172,13 +179,36 @@ def _remember_each_generations_seek() -> None:
 
     async def _perform_seek(self) -> None:
         generation = self.app.consumer_generation_id
-        await perform_seek(self)
+        # This seek's own answer (seek_to_committed below fills it, in this
+        # task), not Faust's running _committed_offset: that one keeps older
+        # generations' offsets where this seek found none. The long chaos run
+        # met a seek right after a broker restart that found no committed
+        # offset at all; the stale map let records of a partition through
+        # from wherever the fetcher stood, and one arriving after a later one
+        # was skipped as applied (a movement lost: docs/reliability.md, bug 20).
+        found: dict = {}
+        token = _SEEK_FOUND.set(found)
+        try:
+            await perform_seek(self)
+        finally:
+            _SEEK_FOUND.reset(token)
         # A generation can seek twice (a recovery restarted): each seek
-        # starts the partitions again, so it is counted.
+        # starts the partitions again, so it is counted. None: no committed
+        # offset found for that partition (agents/inorder.py asks again).
         count = getattr(self, "_stockflow_seeked", (None, None, 0))[2] + 1
-        self._stockflow_seeked = (generation, {tp: o for tp, o in self._committed_offset.items() if o is not None},
-                                  count)
+        committed = {TP(tp.topic, tp.partition): (o if o is not None and o >= 0 else None) for tp, o in found.items()}
+        self._stockflow_seeked = (generation, committed, count)
 
+    seek_to_committed = DriverConsumer.seek_to_committed
+
+    async def _seek_to_committed(self) -> Any:
+        got = await seek_to_committed(self)
+        found = _SEEK_FOUND.get(None)
+        if found is not None:
+            found.update(got)
+        return got
+
+    DriverConsumer.seek_to_committed = _seek_to_committed
     Consumer.perform_seek = _perform_seek
     Consumer._stockflow_seeks = True
 
@@ -202,6 +232,33 @@ async def seek_in_order(consumer: Any, tp: Any, offset: int) -> None:
         return
     await thread.call_thread(thread._ensure_consumer().seek, tp, offset)
     consumer._read_offset[tp] = offset if offset else None
+
+
+async def committed_or_start(consumer: Any, tps: list) -> dict:
+    """Where each partition's records start for this group: tp -> (offset,
+    whether it is a committed one); without a commit (a fresh group) the
+    partition's first offset (auto_offset_reset is earliest). One trip to
+    the consumer's thread for all of them, as seek_in_order goes there:
+    one trip each cost 1.5 s at a fresh group's start."""
+    from aiokafka import TopicPartition
+
+    thread = consumer._thread
+    aio = thread._ensure_consumer()
+    asked = {TopicPartition(tp.topic, tp.partition): tp for tp in tps}
+
+    async def look_up() -> dict:
+        out = {}
+        for atp, tp in asked.items():
+            offset = await aio.committed(atp)
+            if offset is not None and offset >= 0:
+                out[tp] = (offset, True)
+        fresh = [atp for atp, tp in asked.items() if tp not in out]
+        if fresh:
+            for atp, offset in (await aio.beginning_offsets(fresh)).items():
+                out[asked[atp]] = (offset, False)
+        return out
+
+    return await thread.call_thread(look_up)
 
 
 def hold_back(consumer: Any, message: Any) -> None:

@@ -33,20 +33,27 @@ class Verdict(Enum):
     SEEN = "seen"  # handled already in this generation (a re-fetch), or below the commit
     HOLD = "hold"  # past a hole: do not handle, do not acknowledge
     JUMP = "jump"  # past a hole we gave up on: handle it, and say so loudly
+    ASK = "ask"  # the seek found no committed offset here: ask for it (``start``), then admit again
 
 
 class InOrder:
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic, topics: frozenset[str] | None = None) -> None:
         self.clock = clock
+        self.topics = topics  # the agent's own topics (None: every partition is its own)
         self.generation: Any = None
         self.committed: Mapping[Hashable, int] = {}
         self.next: dict[Hashable, int] = {}
         self.hole_seen: dict[tuple[Hashable, int], float] = {}
         self.sought: dict[tuple[Hashable, int], float] = {}
 
-    def new_generation(self, generation: Any, committed: Mapping[Hashable, int]) -> None:
+    def new_generation(self, generation: Any, committed: Mapping[Hashable, int | None]) -> None:
         """A rebalance (a seek to the committed offsets): each partition
-        starts again there. ``generation`` tells one seek from the next."""
+        starts again there. ``generation`` tells one seek from the next.
+        A partition the seek found no offset for (None) is asked about
+        before any of its records is handled: a fresh group has none, but
+        so had every partition of a seek right after a broker restart (the
+        long chaos run), and taking records from wherever the fetcher stood
+        lost one (its successor came first and made it look applied)."""
         self.generation = generation
         self.committed = dict(committed)
         self.next.clear()
@@ -56,6 +63,8 @@ class InOrder:
     def admit(self, tp: Hashable, offset: int) -> tuple[Verdict, int | None]:
         """The verdict on a record, and an offset to seek ``tp`` to, if any."""
         expected = self.next.get(tp, self.committed.get(tp))
+        if expected is None and tp in self.committed:
+            return Verdict.ASK, None
         if expected is None or offset == expected:
             self.next[tp] = offset + 1
             return Verdict.HANDLE, None
@@ -72,6 +81,16 @@ class InOrder:
             self.sought[hole] = now
             return Verdict.HOLD, expected
         return Verdict.HOLD, None
+
+    def unknown(self) -> list[Hashable]:
+        """Partitions the seek found no offset for and not yet started."""
+        return [tp for tp, o in self.committed.items() if o is None and self.next.get(tp) is None
+                and (self.topics is None or getattr(tp, "topic", None) in self.topics)]
+
+    def start(self, tp: Hashable, offset: int) -> None:
+        """Where ``tp`` starts in this generation, as asked after an ASK."""
+        if self.next.get(tp) is None:
+            self.next[tp] = offset
 
     def due(self) -> list[tuple[Hashable, int]]:
         """Holes still open whose last seek is older than RESEEK_EVERY_S, to

@@ -206,7 +206,10 @@ def test_dashboard_renders_live_data_in_headless_chromium(cluster, tmp_path):
 
     def settled():
         d = http_get(f"{w.url}/dashboard/data")[1]
-        done = d["released_today"] >= 1 and d["allocations"]["allocated"] >= 1 and d["dead_letters"] and d["orders"]["by_status"]
+        # the allocation counter (metrics) can run a batch ahead of the
+        # order table the status panel scans: wait for both
+        done = d["released_today"] >= 1 and d["allocations"]["allocated"] >= 1 and d["dead_letters"] \
+            and d["orders"]["by_status"].get("allocated")
         return d if done else None
 
     # the page caches its document for a second; polls go past that

@@ -90,3 +90,42 @@ def test_a_seek_runs_in_the_consumer_thread():
     asyncio.run(seek_in_order(consumer, "tp", 42))
     assert calls == ["in thread", ("seek", "tp", 42)]
     assert consumer._read_offset == {"tp": 42}
+
+
+def test_a_partition_the_seek_found_no_offset_for_is_asked_about_first():
+    # the long chaos run: a seek right after a broker restart found no
+    # committed offset (movements:9 committed at 1762); records 1768-1772,
+    # fetched before it, were handled, and 1767 then looked applied
+    order = InOrder(Clock())
+    order.new_generation(13, {"m9": None, "m5": 1429})
+    assert order.admit("m9", 1768) == (Verdict.ASK, None)
+    assert order.admit("m9", 1768) == (Verdict.ASK, None)  # nothing handled until asked
+    order.start("m9", 1762)  # what asking found
+    assert order.admit("m9", 1768) == (Verdict.HOLD, 1762)
+    assert [order.admit("m9", o)[0] for o in range(1762, 1770)] == [Verdict.HANDLE] * 8
+    order.start("m9", 1700)  # a late answer changes nothing once records are handled
+    assert order.admit("m9", 1770)[0] is Verdict.HANDLE
+    assert order.admit("m5", 1429)[0] is Verdict.HANDLE
+    # a fresh group: asking finds the partition's first offset, and it starts there
+    order.new_generation(14, {"m9": None})
+    order.start("m9", 0)
+    assert order.admit("m9", 0)[0] is Verdict.HANDLE
+
+
+def test_unknown_lists_the_partitions_still_to_ask_about():
+    order = InOrder(Clock())
+    order.new_generation(3, {"a": None, "b": None, "c": 7})
+    assert sorted(order.unknown()) == ["a", "b"]
+    order.start("a", 0)
+    assert order.unknown() == ["b"]
+    assert order.admit("a", 0)[0] is Verdict.HANDLE
+    assert order.admit("b", 4) == (Verdict.ASK, None)
+
+
+def test_an_agent_asks_only_about_its_own_topics():
+    from collections import namedtuple
+
+    T = namedtuple("T", "topic partition")
+    order = InOrder(Clock(), topics=frozenset({"movements"}))
+    order.new_generation(1, {T("movements", 0): None, T("orders", 0): None, T("movements", 1): 5})
+    assert order.unknown() == [T("movements", 0)]
