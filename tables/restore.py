@@ -33,6 +33,7 @@ async def read_changelogs(self: Any) -> None:
     """Drop-in body for ``Recovery._slurp_changelogs`` (``self`` is Faust's
     ``Recovery`` service)."""
     queue = self.tables.changelog_queue
+    _read_again_what_a_clear_drops(self, queue)
     timeouts = 0
     while not self.should_stop:
         try:
@@ -59,6 +60,54 @@ async def read_changelogs(self: Any) -> None:
                 await asyncio.sleep(0)
         except Exception as exc:  # Faust's loop logs and goes on too: a dead reader would stall every restore
             log.warning("Error in recovery %r", exc)
+
+
+def _read_again_what_a_clear_drops(self: Any, queue: Any) -> None:
+    """Faust clears the changelog queue whenever flow resumes (it is made
+    with ``clear_on_resume``), counting on the recovery's next seek to fetch
+    the records again. A resume also comes at the end of a recovery, after
+    the standbys' seek: records queued then were gone for good, the next
+    ones moved the standby's offset past them, and a store restored that
+    way lacked them (the long chaos run: 74 orders unknown to the worker
+    that owned their partition; docs/reliability.md, bug 21). So a clear
+    now sends each partition it emptied back to its lowest cleared offset,
+    never forward: the reader skips what it has applied, so reading a
+    record twice costs nothing."""
+    if getattr(queue, "_stockflow_read_again", False):
+        return
+    clear = queue.clear
+
+    def clear_and_read_again() -> None:
+        lowest: dict = {}
+        for event in list(getattr(queue, "_queue", ())):
+            message = event.message
+            if message.offset < lowest.get(message.tp, message.offset + 1):
+                lowest[message.tp] = message.offset
+        clear()
+        if lowest:
+            asyncio.ensure_future(_read_again(self.app.consumer, lowest))
+
+    queue.clear = clear_and_read_again
+    queue._stockflow_read_again = True
+
+
+async def _read_again(consumer: Any, lowest: dict) -> None:
+    from aiokafka import TopicPartition
+
+    from ..app import seek_in_order
+
+    thread = consumer._thread
+    aio = thread._ensure_consumer()
+    for tp, offset in lowest.items():
+        try:
+            position = await thread.call_thread(aio.position, TopicPartition(tp.topic, tp.partition))
+            if position is not None and position <= offset:
+                continue  # not read past them yet: they come anyway
+            log.warning("changelog queue cleared with records of %s:%d from offset %d; reading them again",
+                        tp.topic, tp.partition, offset)
+            await seek_in_order(consumer, tp, offset)
+        except Exception as exc:  # not assigned any more: the next owner restores it
+            log.info("changelog %s:%d not read again from %d: %r", tp.topic, tp.partition, offset, exc)
 
 
 async def _apply(self: Any, events: list) -> None:

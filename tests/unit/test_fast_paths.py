@@ -149,3 +149,64 @@ def test_a_record_that_fails_costs_only_itself():
     # the next full buffer applied them with 8.
     assert [o for _, o in table.applied] == [5, 6, 7, 8]
     assert [e.message.offset for e in rec.buffers[table]] == [9, 10] and rec.active_offsets[ACTIVE] == 10
+
+
+def test_a_cleared_changelog_queue_is_read_again_from_its_lowest_offsets(monkeypatch):
+    """Faust clears the changelog queue when flow resumes; what it held must
+    be fetched again, or the store misses it for good (bug 21)."""
+    asked = []
+
+    async def read_again(consumer, lowest):
+        asked.append(dict(lowest))
+
+    monkeypatch.setattr(restore, "_read_again", read_again)
+
+    async def run():
+        fc = FlowControlEvent(initially_suspended=False)
+        queue = ThrowableQueue(maxsize=100, flow_control=fc, clear_on_resume=True)
+        rec = SimpleNamespace(app=SimpleNamespace(consumer="the consumer"))
+        restore._read_again_what_a_clear_drops(rec, queue)
+        restore._read_again_what_a_clear_drops(rec, queue)  # wrapped once
+        for offset in (7, 5, 6):
+            queue.put_nowait(_event(STANDBY, offset))
+        queue.put_nowait(_event(ACTIVE, 40))
+        fc.resume()  # what Faust does at the end of a recovery
+        await asyncio.sleep(0)
+        return queue
+
+    queue = asyncio.run(run())
+    assert queue.empty()
+    assert asked == [{STANDBY: 5, ACTIVE: 40}]
+
+
+def test_reading_again_only_ever_goes_back():
+    sought = []
+
+    class Aio:
+        def __init__(self, positions):
+            self.positions = positions
+
+        async def position(self, tp):
+            if tp.partition not in self.positions:
+                raise RuntimeError("not assigned")
+            return self.positions[tp.partition]
+
+        def seek(self, tp, offset):
+            sought.append((tp.partition, offset))
+
+    aio = Aio({ACTIVE.partition: 50, STANDBY.partition: 3})
+
+    class Thread:
+        def _ensure_consumer(self):
+            return aio
+
+        async def call_thread(self, fn, *args):
+            got = fn(*args)
+            return await got if asyncio.iscoroutine(got) else got
+
+    consumer = SimpleNamespace(_thread=Thread(), _read_offset={})
+    gone = TP("x-changelog", 99)
+    asyncio.run(restore._read_again(consumer, {ACTIVE: 40, STANDBY: 5, gone: 1}))
+    # back to 40 where the fetcher was past it; not forward to 5 from 3; the unassigned one left alone
+    assert sought == [(ACTIVE.partition, 40)]
+    assert consumer._read_offset == {ACTIVE: 40}
