@@ -129,3 +129,11 @@ def test_an_agent_asks_only_about_its_own_topics():
     order = InOrder(Clock(), topics=frozenset({"movements"}))
     order.new_generation(1, {T("movements", 0): None, T("orders", 0): None, T("movements", 1): 5})
     assert order.unknown() == [T("movements", 0)]
+
+
+def test_offset_zero_needs_no_asking():
+    order = InOrder(Clock())
+    order.new_generation(1, {"fresh": None, "old": None})
+    assert order.admit("fresh", 0)[0] is Verdict.HANDLE  # nothing can come before it
+    assert order.admit("fresh", 2) == (Verdict.HOLD, 1)
+    assert order.admit("old", 3) == (Verdict.ASK, None)
