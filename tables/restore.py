@@ -62,6 +62,12 @@ async def read_changelogs(self: Any) -> None:
             log.warning("Error in recovery %r", exc)
 
 
+# How long the reader waits for a cleared partition's first record to come
+# back before it gives up waiting and applies what comes (a seek that never
+# landed must not stall a restore for good).
+REWIND_PATIENCE_S = 30.0
+
+
 def _read_again_what_a_clear_drops(self: Any, queue: Any) -> None:
     """Faust clears the changelog queue whenever flow resumes (it is made
     with ``clear_on_resume``), counting on the recovery's next seek to fetch
@@ -71,11 +77,13 @@ def _read_again_what_a_clear_drops(self: Any, queue: Any) -> None:
     way lacked them (the long chaos run: 74 orders unknown to the worker
     that owned their partition; docs/reliability.md, bug 21). So a clear
     now sends each partition it emptied back to its lowest cleared offset,
-    never forward: the reader skips what it has applied, so reading a
-    record twice costs nothing."""
+    and until that record comes back the reader drops the partition's later
+    records (they come again after it): the changelog is applied in order,
+    with nothing skipped."""
     if getattr(queue, "_stockflow_read_again", False):
         return
     clear = queue.clear
+    self._stockflow_rewind = {}
 
     def clear_and_read_again() -> None:
         lowest: dict = {}
@@ -85,17 +93,21 @@ def _read_again_what_a_clear_drops(self: Any, queue: Any) -> None:
                 lowest[message.tp] = message.offset
         clear()
         if lowest:
-            asyncio.ensure_future(_read_again(self.app.consumer, lowest))
+            generation, now = self.app.consumer_generation_id, monotonic()
+            for tp, offset in lowest.items():
+                self._stockflow_rewind[tp] = (offset, generation, now)
+            asyncio.ensure_future(_read_again(self, lowest))
 
     queue.clear = clear_and_read_again
     queue._stockflow_read_again = True
 
 
-async def _read_again(consumer: Any, lowest: dict) -> None:
+async def _read_again(self: Any, lowest: dict) -> None:
     from aiokafka import TopicPartition
 
     from ..app import seek_in_order
 
+    consumer = self.app.consumer
     thread = consumer._thread
     aio = thread._ensure_consumer()
     for tp, offset in lowest.items():
@@ -107,7 +119,31 @@ async def _read_again(consumer: Any, lowest: dict) -> None:
                         tp.topic, tp.partition, offset)
             await seek_in_order(consumer, tp, offset)
         except Exception as exc:  # not assigned any more: the next owner restores it
+            self._stockflow_rewind.pop(tp, None)
             log.info("changelog %s:%d not read again from %d: %r", tp.topic, tp.partition, offset, exc)
+
+
+def _rewound(self: Any, tp: Any, offset: int, now: float) -> bool:
+    """Whether to drop this record: its partition was cleared from a lower
+    offset that has not come back yet."""
+    rewind = getattr(self, "_stockflow_rewind", None)
+    if not rewind or tp not in rewind:
+        return False
+    start, generation, since = rewind[tp]
+    if generation != self.app.consumer_generation_id:
+        del rewind[tp]  # a new assignment: its recovery starts from its own offsets
+        return False
+    if offset == start:
+        del rewind[tp]
+        return False
+    if offset < start:
+        return False
+    if now - since > REWIND_PATIENCE_S:
+        del rewind[tp]
+        log.error("changelog %s:%d: offset %d never came back after %.0f s; applying from %d", tp.topic,
+                  tp.partition, start, REWIND_PATIENCE_S, offset)
+        return False
+    return True
 
 
 async def _apply(self: Any, events: list) -> None:
@@ -121,6 +157,8 @@ async def _apply(self: Any, events: list) -> None:
         try:
             message = event.message
             tp, offset = message.tp, message.offset
+            if _rewound(self, tp, offset, now):
+                continue
             if tp in active_tps:
                 offsets = self.active_offsets
                 table = tp_to_table[tp]

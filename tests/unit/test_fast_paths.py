@@ -153,30 +153,49 @@ def test_a_record_that_fails_costs_only_itself():
 
 def test_a_cleared_changelog_queue_is_read_again_from_its_lowest_offsets(monkeypatch):
     """Faust clears the changelog queue when flow resumes; what it held must
-    be fetched again, or the store misses it for good (bug 21)."""
+    be fetched again and applied in order, or the store misses it for good
+    (bug 21): later records are dropped until the lowest cleared one is back."""
     asked = []
 
-    async def read_again(consumer, lowest):
+    async def read_again(recovery, lowest):
         asked.append(dict(lowest))
 
     monkeypatch.setattr(restore, "_read_again", read_again)
+    table = _Table()
 
     async def run():
         fc = FlowControlEvent(initially_suspended=False)
         queue = ThrowableQueue(maxsize=100, flow_control=fc, clear_on_resume=True)
-        rec = SimpleNamespace(app=SimpleNamespace(consumer="the consumer"))
+        rec = _recovery(table)
+        rec.app = SimpleNamespace(consumer="the consumer", consumer_generation_id=4)
         restore._read_again_what_a_clear_drops(rec, queue)
         restore._read_again_what_a_clear_drops(rec, queue)  # wrapped once
-        for offset in (7, 5, 6):
+        for offset in (5, 6, 7):
             queue.put_nowait(_event(STANDBY, offset))
         queue.put_nowait(_event(ACTIVE, 40))
         fc.resume()  # what Faust does at the end of a recovery
         await asyncio.sleep(0)
-        return queue
+        assert queue.empty()
+        # records fetched before the seek lands are dropped; the re-read is applied in order
+        await restore._apply(rec, [_event(STANDBY, 8), _event(ACTIVE, 41)])
+        assert rec.standby_offsets.get(STANDBY) is None and rec.active_offsets.get(ACTIVE) == 4  # as before
+        await restore._apply(rec, [_event(STANDBY, o) for o in (5, 6, 7, 8)] + [_event(ACTIVE, 40)])
+        return rec
 
-    queue = asyncio.run(run())
-    assert queue.empty()
+    rec = asyncio.run(run())
     assert asked == [{STANDBY: 5, ACTIVE: 40}]
+    assert rec.standby_offsets[STANDBY] == 8 and rec.active_offsets[ACTIVE] == 40
+    assert rec._stockflow_rewind == {}
+
+
+def test_a_rewind_never_outlives_its_generation_or_its_patience(monkeypatch):
+    rec = SimpleNamespace(app=SimpleNamespace(consumer_generation_id=2), _stockflow_rewind={})
+    rec._stockflow_rewind[STANDBY] = (5, 1, 0.0)
+    assert not restore._rewound(rec, STANDBY, 9, 1.0)  # a new generation: its recovery decides
+    rec._stockflow_rewind[STANDBY] = (5, 2, 0.0)
+    assert restore._rewound(rec, STANDBY, 9, 1.0)
+    assert not restore._rewound(rec, STANDBY, 9, restore.REWIND_PATIENCE_S + 1)
+    assert rec._stockflow_rewind == {}
 
 
 def test_reading_again_only_ever_goes_back():
@@ -206,7 +225,9 @@ def test_reading_again_only_ever_goes_back():
 
     consumer = SimpleNamespace(_thread=Thread(), _read_offset={})
     gone = TP("x-changelog", 99)
-    asyncio.run(restore._read_again(consumer, {ACTIVE: 40, STANDBY: 5, gone: 1}))
+    rec = SimpleNamespace(app=SimpleNamespace(consumer=consumer), _stockflow_rewind={gone: (1, 0, 0.0)})
+    asyncio.run(restore._read_again(rec, {ACTIVE: 40, STANDBY: 5, gone: 1}))
     # back to 40 where the fetcher was past it; not forward to 5 from 3; the unassigned one left alone
     assert sought == [(ACTIVE.partition, 40)]
     assert consumer._read_offset == {ACTIVE: 40}
+    assert gone not in rec._stockflow_rewind  # nothing will come back for it: no waiting
