@@ -332,13 +332,13 @@ def _measure_ingest(worker: LocalWorker, topic: str, n: int, warmup: int, timeou
     label = {"topic": topic}
     first = _wait("stockflow worker: warm-up movements processed",
                   lambda: (v := _metric(worker, "stockflow_events_processed_total", label)) >= max(1, warmup)
-                  and (time.monotonic(), v), timeout, every=0.25)
+                  and (time.monotonic(), v), timeout, every=0.1)
     t_first, v_first = first
     if v_first >= n:
         raise RuntimeError("the worker took the whole backlog between two polls: raise --movements")
     done = _wait("stockflow worker: movements processed",
                  lambda: _metric(worker, "stockflow_events_processed_total", label) >= n and time.monotonic(),
-                 timeout, every=0.25)
+                 timeout, every=0.1)
     return (n - v_first) / max(done - t_first, 1e-6)
 
 

@@ -33,8 +33,11 @@ def test_bench_json_has_exactly_the_figures(kafka_bootstrap, tmp_path):
     env["STOCKFLOW_KAFKA_BOOTSTRAP"] = kafka_bootstrap
     env["STOCKFLOW_DATA_DIR"] = str(tmp_path)
     argv = [sys.executable, "-m", "stockflow.cli", "bench", "--json", "--no-doc",
-            "--movements", "2000", "--orders", "60", "--skus", "300", "--nodes", "10",
-            "--rate", "50", "--latency-seconds", "3", "--rss-keys", "5000", "--timeout-scale", "2"]
+            "--movements", "8000", "--orders", "60", "--skus", "300", "--nodes", "10",
+            "--rate", "50", "--latency-seconds", "3", "--rss-keys", "5000", "--timeout-scale", "2",
+            # the envelope phase too, small: 4,000 records of 5 (a worker takes ~5,000 records/s,
+            # so the backlog outlasts the 0.1 s polls of the rate measurement)
+            "--envelope", "5", "--envelope-movements", "20000"]
     proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=400, stdin=subprocess.DEVNULL)
     assert proc.returncode == 0, proc.stderr[-4000:]
 
