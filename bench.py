@@ -229,6 +229,28 @@ def _create_topic(bootstrap: str, name: str, partitions: int, compacted: bool = 
         admin.close()
 
 
+def _delete_topics(bootstrap: str, stamp: str) -> None:
+    """Delete this run's topics: stockflow's, the baselines' and Quix's own
+    (every name carries the run's stamp). A failure is reported, not raised:
+    the figures are already measured."""
+    from kafka import KafkaAdminClient
+
+    try:
+        admin = KafkaAdminClient(bootstrap_servers=bootstrap.split(","), client_id="stockflow-bench")
+    except Exception as exc:
+        say(f"topics of {stamp} not deleted: {exc!r}")
+        return
+    try:
+        names = sorted(t for t in admin.list_topics() if stamp in t)
+        for i in range(0, len(names), 50):
+            admin.delete_topics(names[i:i + 50], timeout_ms=30_000)
+        say(f"deleted this run's {len(names)} topics")
+    except Exception as exc:
+        say(f"topics of {stamp} not all deleted: {exc!r}")
+    finally:
+        admin.close()
+
+
 # ------------------------------------------------------------ baselines
 async def _raw_consume(bootstrap: str, topic: str, n: int, warmup: int, timeout: float,
                        start: dict[int, int] | None = None) -> tuple[float, int]:
@@ -401,6 +423,10 @@ def run(args) -> dict:
     with ExitStack() as stack:
         stack.callback(_cleanup_stores, run_dir)
         bootstrap = _bootstrap(stack, data_dir)
+        # Runs before the broker stops and after every worker has (an exit
+        # stack unwinds in reverse): left behind, each run's topics piled up
+        # to thousands of partitions and the broker no longer started in time.
+        stack.callback(_delete_topics, bootstrap, stamp)
         from .streams.admin import ensure_topics
 
         # ---- the shared backlog: nodes + movements on stockflow's own topic

@@ -18,6 +18,7 @@ other's writes.
 from __future__ import annotations
 
 import asyncio
+import logging
 from contextvars import ContextVar
 from typing import Any
 
@@ -28,6 +29,9 @@ from faust.types import TP
 from ..streams.produce import send_partition
 from .exceptions import TableWriteError
 
+log = logging.getLogger(__name__)
+# changelog partitions whose persisted offset stopped following our writes
+_BEHIND: set = set()
 _WRITES: ContextVar["TableWrites | None"] = ContextVar("stockflow_table_writes", default=None)
 # What Faust's "json" codec writes (faust/utils/json.py with orjson), so the
 # store and the changelog hold what a Faust write would have put there.
@@ -106,6 +110,31 @@ def _persisted(table: Any, tp: TP, count: int) -> Any:
         # What Faust's own ack callback does, once per record batch: a
         # restart on this data dir reads the changelog on from there.
         if not fut.cancelled() and fut.exception() is None:
-            table.data.set_persisted_offset(tp, fut.result().offset + count - 1)
+            store = table.data
+            first = fut.result().offset
+            if follows(store.persisted_offset(tp), first):
+                store.set_persisted_offset(tp, first + count - 1)
+                _BEHIND.discard(tp)
+            elif tp not in _BEHIND:  # once until it follows again, not once per batch
+                _BEHIND.add(tp)
+                log.warning("%s:%d: our records landed at %d, but this store has applied the changelog only "
+                            "through %s: another worker wrote in between (a rebalance overlap); the store "
+                            "keeps reading from there on its next restore", tp.topic, tp.partition, first,
+                            store.persisted_offset(tp))
 
     return done
+
+
+def follows(persisted: int | None, first: int) -> bool:
+    """Whether a batch written at ``first`` continues what the store has
+    applied. Faust's callback records any write's offset as persisted, and so
+    did this one: a worker that still wrote after its partition had passed to
+    another (its batch ending after the rebalance, or a broker restart that
+    lets the group move on first) recorded an offset past the new owner's
+    records, which its store never applied, and its next restore started
+    after them: those keys stayed at its own older values. Only a write
+    right after the persisted offset moves it; otherwise the next restore
+    reads from the old offset, our own records included (last value wins)."""
+    if persisted is None:
+        return first == 0
+    return first == persisted + 1

@@ -359,6 +359,7 @@ def test_chaos_nothing_lost_nothing_doubled(chaos_broker, tmp_path):
         except AssertionError:
             if os.environ.get("STOCKFLOW_CHAOS_DUMP"):
                 dump(cluster, feed, [], Path(os.environ["STOCKFLOW_CHAOS_DUMP"]), t0, timeline)
+            post_mortem(cluster, timeline, t0)
             raise
     finally:
         figures["failover_s_max"] = round(max(failovers), 1) if failovers else None
@@ -502,6 +503,29 @@ def _doc(worker, order_id: str):
 def _content(event: dict) -> str:
     """An output as its consumers see it, without the moment it was sent."""
     return json.dumps({k: v for k, v in event.items() if k != "occurred_at"}, sort_keys=True)
+
+
+# The client's own complaints while the broker is away: thousands of lines
+# that would push stockflow's own warnings out of the tail.
+NOISE = ("Unable connect to node", "Unable to update metadata", "NodeNotReadyError", "KafkaConnectionError",
+         "Heartbeat", "coordinator dead", "FETCHED", "] batch [", "COMMIT [", "SEEK committed")
+
+
+def post_mortem(cluster: Cluster, timeline: list, t0: float, per_worker: int = 80) -> None:
+    """Printed on a failure, so a CI run that has no dump still says what
+    happened when: the chaos schedule and each worker's warnings, with
+    their seconds into the feed (the log lines carry wall-clock times)."""
+    print("\nchaos timeline (s into the feed):", json.dumps(timeline))
+    print("feed started at", time.strftime("%H:%M:%S", time.localtime(time.time() - (time.monotonic() - t0))))
+    for w in cluster.workers:
+        try:
+            lines = w.log_path.read_text(errors="replace").splitlines()
+        except OSError:
+            continue
+        loud = [ln for ln in lines if ("WARNING" in ln or "ERROR" in ln or "CRITICAL" in ln)
+                and not any(n in ln for n in NOISE)]
+        print(f"--- worker :{w.web_port} ({len(loud)} warnings; the last {per_worker}) ---")
+        print("\n".join(ln[:300] for ln in loud[-per_worker:]))
 
 
 def dump(cluster: Cluster, feed: Feed, mismatches: list, path: Path, t0: float = 0.0, timeline=()) -> None:

@@ -19,6 +19,8 @@ import pytest
 
 from stockflow import bench
 
+from ..support import wait_until
+
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(420)]
 
 KEYS = {
@@ -51,6 +53,20 @@ def test_bench_json_has_exactly_the_figures(kafka_bootstrap, tmp_path):
     assert figures["order_p50_ms"] <= figures["order_p99_ms"]
     doc_after = bench.DOC_PATH.read_text() if bench.DOC_PATH.exists() else None
     assert doc_after == doc_before
+    # the run's topics (stockflow's, the baselines', Quix's) are gone: left
+    # behind they piled up on a user's local broker run after run
+    assert "deleted this run's" in proc.stderr
+    wait_until(lambda: not _bench_topics(kafka_bootstrap), 30, 0.5, what="bench topics deleted")
+
+
+def _bench_topics(bootstrap: str) -> list[str]:
+    from kafka import KafkaAdminClient
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="test-bench")
+    try:
+        return [t for t in admin.list_topics() if "bench2" in t]
+    finally:
+        admin.close()
 
 
 def test_percentile_is_exact_nearest_rank():
