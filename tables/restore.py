@@ -63,9 +63,11 @@ async def read_changelogs(self: Any) -> None:
 
 
 # How long the reader waits for a cleared partition's first record to come
-# back before it gives up waiting and applies what comes (a seek that never
-# landed must not stall a restore for good).
+# back before it asks again; after REWIND_TRIES asks it gives up waiting and
+# applies what comes, loudly (a seek that never lands must not stall a
+# restore for good, but one lost ask must not leave a hole in the store).
 REWIND_PATIENCE_S = 30.0
+REWIND_TRIES = 3
 
 
 def _read_again_what_a_clear_drops(self: Any, queue: Any) -> None:
@@ -95,7 +97,7 @@ def _read_again_what_a_clear_drops(self: Any, queue: Any) -> None:
         if lowest:
             generation, now = self.app.consumer_generation_id, monotonic()
             for tp, offset in lowest.items():
-                self._stockflow_rewind[tp] = (offset, generation, now)
+                self._stockflow_rewind[tp] = (offset, generation, now, 1)
             asyncio.ensure_future(_read_again(self, lowest))
 
     queue.clear = clear_and_read_again
@@ -118,9 +120,22 @@ async def _read_again(self: Any, lowest: dict) -> None:
             log.warning("changelog queue cleared with records of %s:%d from offset %d; reading them again",
                         tp.topic, tp.partition, offset)
             await seek_in_order(consumer, tp, offset)
-        except Exception as exc:  # not assigned any more: the next owner restores it
+        except Exception as exc:
+            if tp in _assignment(consumer):
+                # still ours (a broker away, say): keep dropping what comes
+                # after the hole; the patience in _rewound asks again
+                log.warning("changelog %s:%d not read again from %d yet: %r", tp.topic, tp.partition, offset, exc)
+                continue
+            # not assigned any more: the next owner restores it
             self._stockflow_rewind.pop(tp, None)
             log.info("changelog %s:%d not read again from %d: %r", tp.topic, tp.partition, offset, exc)
+
+
+def _assignment(consumer: Any) -> set:
+    try:
+        return set(consumer.assignment())
+    except Exception:  # cannot tell: treat as gone, as before
+        return set()
 
 
 def _rewound(self: Any, tp: Any, offset: int, now: float) -> bool:
@@ -129,7 +144,7 @@ def _rewound(self: Any, tp: Any, offset: int, now: float) -> bool:
     rewind = getattr(self, "_stockflow_rewind", None)
     if not rewind or tp not in rewind:
         return False
-    start, generation, since = rewind[tp]
+    start, generation, since, tries = rewind[tp]
     if generation != self.app.consumer_generation_id:
         del rewind[tp]  # a new assignment: its recovery starts from its own offsets
         return False
@@ -139,9 +154,15 @@ def _rewound(self: Any, tp: Any, offset: int, now: float) -> bool:
     if offset < start:
         return False
     if now - since > REWIND_PATIENCE_S:
+        if tries < REWIND_TRIES:
+            rewind[tp] = (start, generation, now, tries + 1)
+            log.warning("changelog %s:%d: offset %d not back after %.0f s; asking again", tp.topic, tp.partition,
+                        start, REWIND_PATIENCE_S)
+            asyncio.ensure_future(_read_again(self, {tp: start}))
+            return True
         del rewind[tp]
-        log.error("changelog %s:%d: offset %d never came back after %.0f s; applying from %d", tp.topic,
-                  tp.partition, start, REWIND_PATIENCE_S, offset)
+        log.error("changelog %s:%d: offset %d never came back after %d asks; applying from %d", tp.topic,
+                  tp.partition, start, tries, offset)
         return False
     return True
 

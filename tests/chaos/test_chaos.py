@@ -98,6 +98,7 @@ class Feed:
         self.orders: list[str] = []
         self.cancelled: set[str] = set()
         self.touched: set[str] = set()  # orders the WMS acted on
+        self.inputs: list = []  # what the topics hold at the end (landed_inputs)
         self.shipped: list[tuple] = []  # (order, shipment, node, line, sku) for returns
         self.handled: set[str] = set()
         self.seq = 0
@@ -229,6 +230,21 @@ def read_topic(bootstrap: str, topic: str, timeout: float = 60.0) -> list:
         consumer.close()
 
 
+def landed_inputs(cluster: Cluster) -> list:
+    """Every record the feed's topics hold, as (logical, value, topic,
+    partition, offset): what the workers were given, whether or not the
+    client heard back. A value that is not JSON stays bytes (the hostile ones)."""
+    out = []
+    for logical in ("movements", "order_commands", "fulfillment_updates"):
+        for r in read_topic(cluster.bootstrap, cluster.topics.name(logical)):
+            try:
+                value = json.loads(r.value)
+            except ValueError:
+                value = r.value
+            out.append((logical, value, r.topic, r.partition, r.offset))
+    return out
+
+
 def expected_on_hand(records: list, dead: set) -> Counter:
     """on_hand per (sku, node) from the inputs alone: the snapshot counts, the
     relative movements, and what the WMS reported leaving or coming back, each
@@ -352,6 +368,15 @@ def test_chaos_nothing_lost_nothing_doubled(chaos_broker, tmp_path):
         cluster.flush()
         feed.sent.resolve()
         figures["events_fed"] = len(feed.sent.records)
+        feed.inputs = landed_inputs(cluster)
+        confirmed = {r[2:] for r in feed.sent.records}
+        on_broker = {r[2:] for r in feed.inputs}
+        # a send that failed on the client may still have landed (a request
+        # timed out around the broker restart): the workers see it, so the
+        # oracle counts it too
+        figures["landed_unconfirmed"] = len(on_broker - confirmed)
+        lost = sorted(confirmed - on_broker)
+        assert not lost, f"the broker lost {len(lost)} acknowledged input records: {lost[:10]}"
         figures["orders"] = len(feed.orders)
 
         try:
@@ -385,7 +410,7 @@ def check_invariants(cluster: Cluster, feed: Feed, workers, figures: Counter) ->
 
     def stock_matches() -> bool:
         nonlocal want
-        want = expected_on_hand(feed.sent.records, dead_set())
+        want = expected_on_hand(feed.inputs, dead_set())
         bad = []
         for sku in feed.skus:
             status, body = http_get(f"{w.url}/atp/{sku}")
@@ -404,7 +429,7 @@ def check_invariants(cluster: Cluster, feed: Feed, workers, figures: Counter) ->
     dead = dead_set()
 
     # every order create not dead-lettered has a document; lines add up
-    creates = [(v, (tp, p, o)) for lg, v, tp, p, o in feed.sent.records
+    creates = [(v, (tp, p, o)) for lg, v, tp, p, o in feed.inputs
                if lg == "order_commands" and isinstance(v, dict) and v["type"] == "create"]
     docs = {}
 
@@ -484,7 +509,7 @@ def check_invariants(cluster: Cluster, feed: Feed, workers, figures: Counter) ->
         assert a["reserved"] <= max(a["on_hand"], 0), a
 
     # the hostile records, and nothing else from the movements, were dead-lettered
-    hostile = {(tp, p, o) for lg, v, tp, p, o in feed.sent.records if isinstance(v, bytes)}
+    hostile = {(tp, p, o) for lg, v, tp, p, o in feed.inputs if isinstance(v, bytes)}
     assert hostile <= dead
     figures["dead_letters"] = len(dead)
     figures["mismatches"] = 0
@@ -548,7 +573,7 @@ def dump(cluster: Cluster, feed: Feed, mismatches: list, path: Path, t0: float =
         "timeline": list(timeline),
         "t0_wall": time.time() - (time.monotonic() - t0),
         "mismatches": mismatches,
-        "sent": [[lg, v if isinstance(v, dict) else None, tp, p, o] for lg, v, tp, p, o in feed.sent.records],
+        "sent": [[lg, v if isinstance(v, dict) else None, tp, p, o] for lg, v, tp, p, o in feed.inputs],
         "dead": raw(t.deadletter),
         "sku_commands": [r for r in raw(t.sku_commands) if r["key"] in skus],
         "availability": [r for r in raw(t.availability) if r["key"] in skus],

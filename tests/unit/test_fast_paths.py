@@ -189,12 +189,32 @@ def test_a_cleared_changelog_queue_is_read_again_from_its_lowest_offsets(monkeyp
 
 
 def test_a_rewind_never_outlives_its_generation_or_its_patience(monkeypatch):
-    rec = SimpleNamespace(app=SimpleNamespace(consumer_generation_id=2), _stockflow_rewind={})
-    rec._stockflow_rewind[STANDBY] = (5, 1, 0.0)
-    assert not restore._rewound(rec, STANDBY, 9, 1.0)  # a new generation: its recovery decides
-    rec._stockflow_rewind[STANDBY] = (5, 2, 0.0)
-    assert restore._rewound(rec, STANDBY, 9, 1.0)
-    assert not restore._rewound(rec, STANDBY, 9, restore.REWIND_PATIENCE_S + 1)
+    asked = []
+
+    async def read_again(recovery, lowest):
+        asked.append(dict(lowest))
+
+    monkeypatch.setattr(restore, "_read_again", read_again)
+    patience = restore.REWIND_PATIENCE_S
+
+    async def run():
+        rec = SimpleNamespace(app=SimpleNamespace(consumer_generation_id=2), _stockflow_rewind={})
+        rec._stockflow_rewind[STANDBY] = (5, 1, 0.0, 1)
+        assert not restore._rewound(rec, STANDBY, 9, 1.0)  # a new generation: its recovery decides
+        rec._stockflow_rewind[STANDBY] = (5, 2, 0.0, 1)
+        assert restore._rewound(rec, STANDBY, 9, 1.0)
+        # out of patience: asked again (still dropping), until the last ask
+        now = 0.0
+        for _ in range(restore.REWIND_TRIES - 1):
+            now += patience + 1
+            assert restore._rewound(rec, STANDBY, 9, now)
+            await asyncio.sleep(0)
+        assert restore._rewound(rec, STANDBY, 9, now + 1.0)  # patience starts again with each ask
+        assert not restore._rewound(rec, STANDBY, 9, now + patience + 1)  # then it gives up, loudly
+        return rec
+
+    rec = asyncio.run(run())
+    assert asked == [{STANDBY: 5}] * (restore.REWIND_TRIES - 1)
     assert rec._stockflow_rewind == {}
 
 
@@ -223,11 +243,14 @@ def test_reading_again_only_ever_goes_back():
             got = fn(*args)
             return await got if asyncio.iscoroutine(got) else got
 
-    consumer = SimpleNamespace(_thread=Thread(), _read_offset={})
+    flaky = TP("y-changelog", 98)  # assigned, but its position cannot be read now (the broker away)
+    consumer = SimpleNamespace(_thread=Thread(), _read_offset={}, assignment=lambda: {ACTIVE, STANDBY, flaky})
     gone = TP("x-changelog", 99)
-    rec = SimpleNamespace(app=SimpleNamespace(consumer=consumer), _stockflow_rewind={gone: (1, 0, 0.0)})
-    asyncio.run(restore._read_again(rec, {ACTIVE: 40, STANDBY: 5, gone: 1}))
+    rec = SimpleNamespace(app=SimpleNamespace(consumer=consumer),
+                          _stockflow_rewind={gone: (1, 0, 0.0, 1), flaky: (7, 0, 0.0, 1)})
+    asyncio.run(restore._read_again(rec, {ACTIVE: 40, STANDBY: 5, gone: 1, flaky: 7}))
     # back to 40 where the fetcher was past it; not forward to 5 from 3; the unassigned one left alone
     assert sought == [(ACTIVE.partition, 40)]
     assert consumer._read_offset == {ACTIVE: 40}
     assert gone not in rec._stockflow_rewind  # nothing will come back for it: no waiting
+    assert rec._stockflow_rewind[flaky] == (7, 0, 0.0, 1)  # still ours: wait, and ask again later
