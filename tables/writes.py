@@ -111,16 +111,15 @@ def _persisted(table: Any, tp: TP, count: int) -> Any:
         # restart on this data dir reads the changelog on from there.
         if not fut.cancelled() and fut.exception() is None:
             store = table.data
-            first = fut.result().offset
-            if follows(store.persisted_offset(tp), first):
+            first, persisted = fut.result().offset, store.persisted_offset(tp)
+            if follows(persisted, first):
                 store.set_persisted_offset(tp, first + count - 1)
                 _BEHIND.discard(tp)
             elif tp not in _BEHIND:  # once until it follows again, not once per batch
                 _BEHIND.add(tp)
                 log.warning("%s:%d: our records landed at %d, but this store has applied the changelog only "
                             "through %s: another worker wrote in between (a rebalance overlap); the store "
-                            "keeps reading from there on its next restore", tp.topic, tp.partition, first,
-                            store.persisted_offset(tp))
+                            "keeps reading from there on its next restore", tp.topic, tp.partition, first, persisted)
 
     return done
 
