@@ -200,10 +200,11 @@ def first_sight(rt: "Runtime", msg: Any, record_key: str, event_id: str, applied
     event_id) and remember where its event_id was first seen."""
     here = position(msg.topic, msg.partition, msg.offset)
     dkey = dedupe_key(record_key, event_id)
-    seen = classify(rt.seen.get(dkey), here, applied)
-    if seen is not Seen.DUPLICATE:
-        # Written again on a redelivery: see the note at the end of this module.
-        rt.seen.put(dkey, here, force=seen is Seen.REDELIVERED)
+    first = rt.seen.get(dkey)
+    seen = classify(first, here, applied)
+    # Written again on a redelivery: see the note at the end of this module.
+    if seen is Seen.REDELIVERED or (seen is Seen.NEW and first != here):
+        rt.seen.put(dkey, here)
     if seen is not Seen.NEW:
         metrics.DUPLICATES_SKIPPED.labels(msg.topic).inc()
     return seen

@@ -9,15 +9,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Iterable, Mapping
+from typing import Iterable, Mapping, NamedTuple
 
 from ..streams.events import InventoryMovement, Node
 
 
-@dataclass(frozen=True, slots=True)
-class NodeStock:
+class NodeStock(NamedTuple):
+    # A tuple, not a frozen dataclass like the rest: a SKU's state builds one
+    # per node on every load, and a frozen dataclass's __init__ costs a
+    # setattr per field (docs/benchmarks.md, session 12).
     on_hand: int = 0
     reserved: int = 0
+
+
+# [on_hand, reserved] as stored, straight into the tuple (no __init__ call).
+_node_stock = tuple.__new__
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +99,7 @@ class SkuState:
     def from_dict(cls, d: Mapping) -> "SkuState":
         return cls(
             sku=d["sku"],
-            stock={n: NodeStock(v[0], v[1]) for n, v in d.get("stock", {}).items()},
+            stock={n: _node_stock(NodeStock, v) for n, v in d.get("stock", {}).items()},
             supply={k: Supply(v[0], v[1], v[2]) for k, v in d.get("supply", {}).items()},
             offsets=dict(d.get("offsets", {})),
             reservations={o: dict(r) for o, r in d.get("res", {}).items()},

@@ -40,10 +40,8 @@ class SeenTable:
     def get(self, key: str) -> str | None:
         return read(self.table, key.encode())
 
-    def put(self, key: str, where: str, force: bool = False) -> None:
-        k = key.encode()
-        if force or read(self.table, k) != where:
-            write(self.table, k, where)
+    def put(self, key: str, where: str) -> None:
+        write(self.table, key.encode(), where)
 
     # Per partition, the input offsets (per "topic:partition") through which
     # every record an outbox decided has been acknowledged by the broker

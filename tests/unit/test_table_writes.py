@@ -1,0 +1,110 @@
+"""A batch's table writes (tables/writes.py): held until ``send``, read back
+from there meanwhile, then written to each partition's RocksDB in one write
+batch before the first record goes to the producer."""
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from faust.stores.rocksdb import RocksDBOptions
+from faust.streams import current_event
+
+from stockflow.tables import writes
+from stockflow.tables.context import bind_event
+
+
+class Event:  # bind_event holds a weak reference: a plain class, not a namespace
+    def __init__(self, partition: int) -> None:
+        self.message = SimpleNamespace(partition=partition)
+
+
+class Store:
+    """The two RocksDB calls tables/writes.py makes of Faust's store."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.dbs: dict = {}
+
+    def _db_for_partition(self, partition: int):
+        if partition not in self.dbs:
+            self.dbs[partition] = RocksDBOptions().open(self.root / f"p{partition}.db")
+        return self.dbs[partition]
+
+    def _get(self, key: bytes):
+        return self._db_for_partition(current_event().message.partition).get(key)
+
+
+class Table:  # hashable, as Faust's tables are: pending writes are keyed by table
+    def __init__(self, store: Store) -> None:
+        self.name = "stock"
+        self.data = store
+        self.changelog_topic = SimpleNamespace(get_topic_name=lambda: "sf-stock-changelog")
+
+
+@pytest.fixture
+def table(tmp_path):
+    store = Store(tmp_path)
+    yield Table(store)
+    for db in store.dbs.values():
+        db.close()
+
+
+@pytest.fixture
+def sent(monkeypatch):
+    calls: list = []
+
+    async def send_partition(producer, topic, partition, records):
+        calls.append((topic, partition, dict(records), {p: dict(db.items()) for p, db in stores[0].dbs.items()}))
+        return []
+
+    stores: list = []
+    monkeypatch.setattr(writes, "send_partition", send_partition)
+    return calls, stores
+
+
+def test_pending_writes_are_read_back_and_reach_the_store_before_the_producer(table, sent):
+    calls, stores = sent
+    stores.append(table.data)
+    batch = writes.begin()
+    events = {p: Event(p) for p in (2, 5)}  # held: a bound event is a weak reference
+    bind_event(events[2])
+    writes.write(table, b"SKU1", {"on_hand": 1})
+    writes.write(table, b"SKU1", {"on_hand": 2})  # the last value of a key wins
+    writes.write(table, b"SKU2", {"on_hand": 7})
+    bind_event(events[5])
+    writes.write(table, b"SKU9", {"on_hand": 3})
+
+    # Not in RocksDB yet, but every read of this task finds it, in its partition only.
+    assert table.data._db_for_partition(2).get(b"SKU1") is None
+    bind_event(events[2])
+    assert writes.read(table, b"SKU1") == {"on_hand": 2}
+    assert writes.read(table, b"SKU9") is None
+    bind_event(events[5])
+    assert writes.read(table, b"SKU9") == {"on_hand": 3}
+
+    asyncio.run(batch.send(producer=None))
+
+    assert [(t, p, r) for t, p, r, _ in calls] == [
+        ("sf-stock-changelog", 2, {b"SKU1": b'{"on_hand":2}', b"SKU2": b'{"on_hand":7}'}),
+        ("sf-stock-changelog", 5, {b"SKU9": b'{"on_hand":3}'}),
+    ]
+    # Already in both partitions' stores when the first record was handed over.
+    first_store_view = calls[0][3]
+    assert first_store_view[2] == {b"SKU1": b'{"on_hand":2}', b"SKU2": b'{"on_hand":7}'}
+    assert first_store_view[5] == {b"SKU9": b'{"on_hand":3}'}
+    # Nothing pending any more: reads go to the store.
+    assert batch.pending == {}
+    bind_event(events[2])
+    assert writes.read(table, b"SKU2") == {"on_hand": 7}
+
+
+def test_a_write_with_no_event_bound_is_refused(table):
+    from stockflow.tables.exceptions import TableWriteError
+    from faust.streams import _current_event
+
+    writes.begin()
+    _current_event.set(None)
+    with pytest.raises(TableWriteError):
+        writes.write(table, b"SKU1", {"on_hand": 1})
