@@ -8,27 +8,61 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
+
 from ..domain.atp import SkuState
-from .writes import read, values, write
+from .writes import read, read_raw, values, write
+
+
+# SKUs whose last decoded state is kept. A SKU's document holds all its
+# nodes (50 in the bench), and decoding it was the largest single cost of a
+# single movement (docs/benchmarks.md, session 12); about 6 KB each.
+DECODED_SKUS = 10_000
 
 
 class StockTable:
     def __init__(self, table: Any) -> None:
         self.table = table
+        # sku -> (the bytes stored, the state and outbox they decode to). Only
+        # a decoding memo: every load still reads the store (or the batch's
+        # pending write) and uses the entry only when the bytes are the same,
+        # so a restore, a rebalance or another worker's write cannot make it
+        # stale. The states are immutable by convention (domain/ copies on
+        # write), so one object can serve every batch that reads the SKU.
+        self._decoded: dict[str, tuple[bytes, SkuState, dict | None]] = {}
 
     def get(self, sku: str) -> SkuState:
         return self.load(sku)[0]
 
     def load(self, sku: str) -> tuple[SkuState, dict | None]:
         """The state and the outbox it was written with (agents/inventory.py)."""
-        d = read(self.table, sku.encode())
-        return (SkuState.from_dict(d), d.get("outbox")) if d else (SkuState(sku), None)
+        if getattr(self.table, "data", None) is None:  # a plain mapping (unit tests)
+            d = read(self.table, sku.encode())
+            return (SkuState.from_dict(d), d.get("outbox")) if d else (SkuState(sku), None)
+        raw = read_raw(self.table, sku.encode())
+        if raw is None:
+            return SkuState(sku), None
+        held = self._decoded.get(sku)
+        if held is not None and held[0] == raw:
+            return held[1], held[2]
+        d = orjson.loads(raw)
+        state, box = SkuState.from_dict(d), d.get("outbox")
+        self._remember(sku, raw, state, box)
+        return state, box
 
     def put(self, state: SkuState, outbox: dict | None = None) -> None:
         d = state.to_dict()
         if outbox:
             d["outbox"] = outbox
-        write(self.table, state.sku.encode(), d)
+        data = write(self.table, state.sku.encode(), d)
+        if data is not None:
+            self._remember(state.sku, data, state, outbox or None)
+
+    def _remember(self, sku: str, raw: bytes, state: SkuState, box: dict | None) -> None:
+        decoded = self._decoded
+        if sku not in decoded and len(decoded) >= DECODED_SKUS:
+            del decoded[next(iter(decoded))]  # the oldest entry
+        decoded[sku] = (raw, state, box)
 
 
 class SeenTable:

@@ -54,31 +54,38 @@ def read(table: Any, key: bytes) -> Any:
     """A table value in the current event's partition, or None: this task's
     pending write of it (``TableWrites``), else the store read Faust's
     ``table.get`` ends in, without its mapping layers."""
-    store = getattr(table, "data", None)
-    if store is None:  # a plain mapping (unit tests)
+    if getattr(table, "data", None) is None:  # a plain mapping (unit tests)
         return table.get(key)
+    raw = read_raw(table, key)
+    return None if raw is None else orjson.loads(raw)
+
+
+def read_raw(table: Any, key: bytes) -> bytes | None:
+    """``read`` before decoding: the bytes as the changelog carries them."""
     writes = _WRITES.get()
     if writes is not None and writes.pending:
         event = current_event()
         if event is not None:
             held = writes.pending.get((table, event.message.partition))
             if held is not None and key in held:
-                return orjson.loads(held[key])
-    raw = store._get(key)
-    return None if raw is None else orjson.loads(raw)
+                return held[key]
+    return table.data._get(key)
 
 
-def write(table: Any, key: bytes, value: Any) -> None:
+def write(table: Any, key: bytes, value: Any) -> bytes | None:
     """Set a key in the current event's partition: through the batch's
-    ``TableWrites`` inside an agent batch, through Faust elsewhere."""
+    ``TableWrites`` inside an agent batch, through Faust elsewhere. Returns
+    the bytes written (None for a plain mapping)."""
     if not hasattr(table, "changelog_topic"):  # a plain mapping (unit tests)
         table[key] = value
-        return
+        return None
+    data = encode_value(value)
     writes = _WRITES.get()
     if writes is None:
-        table[key] = encode_value(value)  # the table's values are bytes (app.py)
+        table[key] = data  # the table's values are bytes (app.py)
     else:
-        writes.set(table, key, value)
+        writes.set(table, key, data)
+    return data
 
 
 def begin() -> "TableWrites":
@@ -93,13 +100,13 @@ class TableWrites:
         # (table, partition) -> {key: value bytes}, in first-write order
         self.pending: dict[tuple[Any, int], dict[bytes, bytes]] = {}
 
-    def set(self, table: Any, key: bytes, value: Any) -> None:
+    def set(self, table: Any, key: bytes, data: bytes) -> None:
         event = current_event()
         if event is None:
             raise TableWriteError(f"write to {table.name!r} with no event bound (tables/context.py)")
         # The bound event's partition, as Faust's write; the store gets it in
         # ``send``, and until then ``read`` finds it here.
-        self.pending.setdefault((table, event.message.partition), {})[key] = encode_value(value)
+        self.pending.setdefault((table, event.message.partition), {})[key] = data
 
     async def send(self, producer: Any) -> list[asyncio.Future]:
         """Write every pending record to the local store, then hand them to

@@ -108,3 +108,39 @@ def test_a_write_with_no_event_bound_is_refused(table):
     _current_event.set(None)
     with pytest.raises(TableWriteError):
         writes.write(table, b"SKU1", {"on_hand": 1})
+
+
+def test_stock_states_are_decoded_once_per_stored_bytes(table, sent, monkeypatch):
+    """The decoding memo (tables/stock.py) serves a state only while the
+    store holds exactly the bytes it was decoded from."""
+    from stockflow.domain.atp import NodeStock, SkuState
+    from stockflow.tables import stock as stock_module
+    from stockflow.tables.stock import StockTable
+
+    calls, stores = sent
+    stores.append(table.data)
+    stock = StockTable(table)
+    event = Event(4)
+    bind_event(event)
+    batch = writes.begin()
+    state = SkuState("SKU1", stock={"DC1": NodeStock(5, 1)}, offsets={"m:4": 10})
+    stock.put(state, {"inputs": [["m:4", 10]], "records": [["t", "SKU1", "{}"]]})
+    # Pending, and already decoded: the same object back, outbox included.
+    got, box = stock.load("SKU1")
+    assert got is state and box == {"inputs": [["m:4", 10]], "records": [["t", "SKU1", "{}"]]}
+    asyncio.run(batch.send(producer=None))
+    assert stock.load("SKU1")[0] is state
+
+    # Something else writes the store (a restore, another worker's record):
+    # the memo no longer matches and the store's bytes win.
+    newer = SkuState("SKU1", stock={"DC1": NodeStock(9, 0)}, offsets={"m:4": 12})
+    table.data._db_for_partition(4).put(b"SKU1", writes.encode_value(newer.to_dict()))
+    got, box = stock.load("SKU1")
+    assert got == newer and got is not state and box is None
+    assert stock.load("SKU9") == (SkuState("SKU9"), None)
+
+    # Bounded: the oldest entry goes first.
+    monkeypatch.setattr(stock_module, "DECODED_SKUS", 2)
+    for sku in ("A", "B", "C"):
+        stock.put(SkuState(sku))
+    assert list(stock._decoded) == ["B", "C"]
