@@ -14,7 +14,7 @@ from types import SimpleNamespace
 from faust.types import TP
 from mode.utils.queues import FlowControlEvent, ThrowableQueue
 
-from stockflow.streams.delivery import _can_deliver_at_once, _producer_backlog
+from stockflow.streams.delivery import _blocker, _can_deliver_at_once, _producer_backlog, _room
 from stockflow.tables import restore
 
 ACTIVE, STANDBY, GONE = TP("t-changelog", 0), TP("t-changelog", 1), TP("t-changelog", 2)
@@ -132,6 +132,37 @@ def test_delivery_goes_direct_only_when_nothing_can_block_it():
     assert _at_once(_delivery_world(producer_size=100), ACTIVE)  # over the limit blocks, at it does not
     assert not _at_once(_delivery_world(locked=True), ACTIVE)
     assert not _at_once(_delivery_world(queue_full=True), ACTIVE)
+
+
+def test_a_delivery_blocked_only_by_a_full_queue_waits_for_a_quarter_free():
+    app, conductor = _delivery_world(queue_full=True)
+    full = _blocker(app, conductor, ACTIVE, _producer_backlog(app))
+    assert isinstance(full, list) and len(full) == 1
+    # Anything else that blocks keeps Faust's own wait.
+    for world in (_delivery_world(queue_full=True, locked=True), _delivery_world(queue_full=True, suspended=True)):
+        assert _blocker(world[0], world[1], ACTIVE, _producer_backlog(world[0])) is True
+
+    async def run() -> list[int]:
+        queue: asyncio.Queue = asyncio.Queue(maxsize=8)
+        for n in range(8):
+            queue.put_nowait(n)
+        sizes = []
+
+        async def agent() -> None:  # takes one record per millisecond
+            for _ in range(8):
+                await asyncio.sleep(0.001)
+                queue.get_nowait()
+                sizes.append(queue.qsize())
+
+        taker = asyncio.ensure_future(agent())
+        await asyncio.wait_for(_room([queue], poll_s=0.0005), timeout=5)
+        at_return = queue.qsize()
+        await taker
+        return [at_return, *sizes]
+
+    at_return, *sizes = asyncio.run(run())
+    assert at_return <= 6  # three quarters of 8
+    assert 7 in sizes  # one free slot was not enough to return
 
 
 def test_a_record_that_fails_costs_only_itself():
