@@ -46,6 +46,8 @@ class StockTable:
         if held is not None and held[0] == raw:
             return held[1], held[2]
         d = orjson.loads(raw)
+        if not d:
+            return SkuState(sku), None
         state, box = SkuState.from_dict(d), d.get("outbox")
         self._remember(sku, raw, state, box)
         return state, box
