@@ -371,7 +371,7 @@ def _build(settings: Settings) -> Runtime:
         node_view=node_view,
         atp_view=atp_view,
         capacity_view=capacity_view,
-        stock=StockTable(stock_table),
+        stock=StockTable(stock_table, keep=settings.decoded_skus),
         orders=OrderTable(orders_table),
         seen=SeenTable(seen_table),
     )

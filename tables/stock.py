@@ -14,15 +14,14 @@ from ..domain.atp import SkuState
 from .writes import read, read_raw, values, write
 
 
-# SKUs whose last decoded state is kept. A SKU's document holds all its
-# nodes (50 in the bench), and decoding it was the largest single cost of a
-# single movement (docs/benchmarks.md, session 12); about 6 KB each.
-DECODED_SKUS = 10_000
-
-
 class StockTable:
-    def __init__(self, table: Any) -> None:
+    def __init__(self, table: Any, keep: int = 10_000) -> None:
         self.table = table
+        # How many SKUs' last decoded states are kept (STOCKFLOW_DECODED_SKUS).
+        # A SKU's document holds all its nodes (50 in the bench), and decoding
+        # it was the largest single cost of a single movement
+        # (docs/benchmarks.md, session 12).
+        self.keep = keep
         # sku -> (the bytes stored, the state and outbox they decode to). Only
         # a decoding memo: every load still reads the store (or the batch's
         # pending write) and uses the entry only when the bytes are the same,
@@ -62,8 +61,11 @@ class StockTable:
 
     def _remember(self, sku: str, raw: bytes, state: SkuState, box: dict | None) -> None:
         decoded = self._decoded
-        if sku not in decoded and len(decoded) >= DECODED_SKUS:
-            del decoded[next(iter(decoded))]  # the oldest entry
+        if sku not in decoded:
+            if self.keep <= 0:
+                return
+            if len(decoded) >= self.keep:
+                del decoded[next(iter(decoded))]  # the oldest entry
         decoded[sku] = (raw, state, box)
 
 

@@ -110,11 +110,10 @@ def test_a_write_with_no_event_bound_is_refused(table):
         writes.write(table, b"SKU1", {"on_hand": 1})
 
 
-def test_stock_states_are_decoded_once_per_stored_bytes(table, sent, monkeypatch):
+def test_stock_states_are_decoded_once_per_stored_bytes(table, sent):
     """The decoding memo (tables/stock.py) serves a state only while the
     store holds exactly the bytes it was decoded from."""
     from stockflow.domain.atp import NodeStock, SkuState
-    from stockflow.tables import stock as stock_module
     from stockflow.tables.stock import StockTable
 
     calls, stores = sent
@@ -140,7 +139,10 @@ def test_stock_states_are_decoded_once_per_stored_bytes(table, sent, monkeypatch
     assert stock.load("SKU9") == (SkuState("SKU9"), None)
 
     # Bounded: the oldest entry goes first.
-    monkeypatch.setattr(stock_module, "DECODED_SKUS", 2)
+    stock.keep = 2
     for sku in ("A", "B", "C"):
         stock.put(SkuState(sku))
     assert list(stock._decoded) == ["B", "C"]
+    stock.keep = 0  # STOCKFLOW_DECODED_SKUS=0: nothing more is kept
+    stock.put(SkuState("D"))
+    assert "D" not in stock._decoded and stock.load("D") == (SkuState("D"), None)
