@@ -137,3 +137,56 @@ def test_offset_zero_needs_no_asking():
     assert order.admit("fresh", 0)[0] is Verdict.HANDLE  # nothing can come before it
     assert order.admit("fresh", 2) == (Verdict.HOLD, 1)
     assert order.admit("old", 3) == (Verdict.ASK, None)
+
+
+def test_a_seek_that_finishes_after_a_newer_generations_is_not_recorded():
+    """Faust's fetcher seeks on its own when a rebalance stops the flow in
+    the middle of a fetch, still in the old generation; when that seek came
+    back after the new generation's, its record hid the new one and every
+    record of the new generation waited SEEK_WAIT_S (app.py)."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from faust.transport.consumer import Consumer
+    from faust.types import TP
+
+    from stockflow import app as app_mod
+
+    app_mod._remember_each_generations_seek()  # idempotent: the worker installs it too
+    tp = TP("m", 0)
+
+    class FakeConsumer:
+        """What Faust's ``perform_seek`` touches, with seeks we finish by hand."""
+
+        def __init__(self) -> None:
+            self.app = SimpleNamespace(consumer_generation_id=1)
+            self._read_offset: dict = {}
+            self._committed_offset: dict = {}
+            self.gates = {1: asyncio.Event(), 2: asyncio.Event()}
+            self.found = {1: 3, 2: 7}
+
+        async def seek_to_committed(self):
+            generation = self.app.consumer_generation_id
+            await self.gates[generation].wait()
+            got = {tp: self.found[generation]}
+            app_mod._SEEK_FOUND.get().update(got)  # what the driver's wrapper records
+            return got
+
+    async def run() -> list:
+        consumer = FakeConsumer()
+        old = asyncio.ensure_future(Consumer.perform_seek(consumer))  # generation 1, slow
+        await asyncio.sleep(0)
+        consumer.app.consumer_generation_id = 2
+        new = asyncio.ensure_future(Consumer.perform_seek(consumer))
+        await asyncio.sleep(0)
+        consumer.gates[2].set()
+        await new
+        seen = [app_mod.seeked_generation(consumer)]
+        consumer.gates[1].set()
+        await old
+        seen.append(app_mod.seeked_generation(consumer))
+        return seen
+
+    after_new, after_old = asyncio.run(run())
+    assert after_new == (2, {tp: 7}, 1)
+    assert after_old == after_new  # the late generation-1 seek changed nothing
