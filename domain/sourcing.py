@@ -159,16 +159,13 @@ def source(req: SourcingRequest, nodes: Mapping[str, Node], atp: Mapping[tuple[s
     distance = _distance_from(req)
     same_day = req.method == "same_day"
 
-    opened: list[str] = []  # passed every test but stock and radius
     stocked = []  # (node_id, node, ATP per SKU, distance or None)
     held = [0] * len(skus)
-    for node_id, node in nodes.items():
+    for node_id in _holders(nodes, atp, need):
+        node = nodes[node_id]
         if not _open_to(req, node_id, node, capacity_left):
             continue
-        opened.append(node_id)
         units = [atp.get((s, node_id), 0) for s in skus]
-        if not skus or max(units) <= 0:
-            continue  # holds nothing of this order: it cannot help
         if min(units) < 0:
             units = [max(0, q) for q in units]
         dist = None
@@ -227,6 +224,7 @@ def source(req: SourcingRequest, nodes: Mapping[str, Node], atp: Mapping[tuple[s
     )
     reasons: dict[str, str] = {}
     if unfilled:
+        opened = [n for n, node in nodes.items() if _open_to(req, n, node, capacity_left)]
         has_stock = {s for s, t in zip(skus, target) if t}
         any_eligible = bool(stocked) or (
             any(_in_radius(req, distance(nodes[n])) for n in opened) if same_day else bool(opened)
@@ -234,6 +232,16 @@ def source(req: SourcingRequest, nodes: Mapping[str, Node], atp: Mapping[tuple[s
         for line_id, sku, _ in unfilled:
             reasons[line_id] = _reason(req, nodes, opened, any_eligible, sku in has_stock)
     return Plan(shipments, unfilled, reasons)
+
+
+def _holders(nodes: Mapping[str, Node], atp: Mapping[tuple[str, str], int], need: Mapping[str, int]) -> list[str]:
+    """Known nodes with ATP above 0 for at least one SKU in ``need``: the only
+    ones that can help. A node without any is never in a plan, so only these
+    pay for the eligibility checks (an order's view holds a few nodes per SKU,
+    against every node of the network)."""
+    if len(atp) < len(nodes) * len(need):
+        return list(dict.fromkeys(n for (s, n), q in atp.items() if q > 0 and s in need and n in nodes))
+    return [n for n in nodes if any(atp.get((s, n), 0) > 0 for s in need)]
 
 
 def _choose(vecs: list[tuple[int, ...]], costs: list[int], ids: list[str],
