@@ -285,3 +285,23 @@ def test_reading_again_only_ever_goes_back():
     assert consumer._read_offset == {ACTIVE: 40}
     assert gone not in rec._stockflow_rewind  # nothing will come back for it: no waiting
     assert rec._stockflow_rewind[flaky] == (7, 0, 0.0, 1)  # still ours: wait, and ask again later
+
+
+def test_raw_topics_hand_over_the_record_bytes_as_they_are():
+    """agents/batches.py's RawSchema: what Faust's raw codecs gave, without
+    their per-record registry calls; clones (an agent's iterator channel)
+    keep it."""
+    import faust
+
+    from stockflow.agents.batches import RawSchema
+
+    app = faust.App("raw-schema-test", broker="kafka://127.0.0.1:1")
+    topic = app.topic("a", "b", schema=RawSchema()).clone(is_iterator=True)
+    assert isinstance(topic.schema, RawSchema)
+    assert (topic.key_type, topic.value_type, topic.key_serializer, topic.value_serializer) == \
+        (bytes, bytes, "raw", "raw")
+    for key, value in ((b"k", b'{"not": "decoded"}'), (None, None), (b"\xff\xfe", b"\x00garbage")):
+        message = SimpleNamespace(key=key, value=value, headers=[("h", b"1")])
+        event = asyncio.run(topic.decode(message))
+        assert isinstance(event, faust.Event)
+        assert (event.key, event.value, event.headers, event.message) == (key, value, {"h": b"1"}, message)
