@@ -32,6 +32,14 @@ class OwnerResult:
     oversell: int = 0  # guard: grants beyond ATP (must stay 0)
 
 
+# Per SKU, how many orders that hold nothing here keep their latest attempt
+# (``_remember_attempt``). A reserve of an attempt older than the remembered
+# one loses; an order forgotten here would win with a stale attempt, which
+# needs a command delayed past a thousand newer orders of the SKU, while
+# identical re-sends are already skipped by their cmd_id (seen-events).
+ATTEMPTS_KEPT = 1000
+
+
 def free_for(state: SkuState, node_id: str, node: Node | None, order_id: str | None = None) -> int:
     """ATP at a node as one order sees it: its own holding there counts as free."""
     s = state.node(node_id)
@@ -116,10 +124,27 @@ def reserve(state: SkuState, cmd: Mapping, nodes: Mapping[str, Node]) -> OwnerRe
             oversell += 1
         granted[node_id] = got
     state, changed = _set_holding(state, order_id, granted)
-    attempts = dict(state.attempts)
-    attempts[order_id] = attempt
-    state = replace(state, attempts=attempts)
+    state = replace(state, attempts=_remember_attempt(state, order_id, attempt))
     return OwnerResult(state, (_reserved(state, order_id, attempt, granted, nodes),), changed, oversell)
+
+
+def _remember_attempt(state: SkuState, order_id: str, attempt: int) -> dict[str, int]:
+    """The attempts with this one as the newest, bounded: every order still
+    holding units here, and the latest ATTEMPTS_KEPT of the others. Kept for
+    good, every order that ever reserved a SKU stayed in its document, which
+    a best-seller would grow past Kafka's 1 MB record limit (its changelog
+    write then fails) while each reserve copied all of it."""
+    attempts = dict(state.attempts)
+    attempts.pop(order_id, None)  # insertion order is recency: re-inserted last
+    attempts[order_id] = attempt
+    holding = state.reservations
+    excess = len(attempts) - ATTEMPTS_KEPT
+    if excess > 0:
+        excess -= sum(1 for o in holding if o in attempts)
+    if excess > 0:
+        for old in [o for o in attempts if o not in holding][:excess]:
+            del attempts[old]
+    return attempts
 
 
 def _reserved(state: SkuState, order_id: str, attempt: int, granted: Mapping[str, int],

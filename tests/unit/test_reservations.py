@@ -180,3 +180,19 @@ def test_an_unrevoke_gives_back_a_grant_that_a_late_consume_ate():
     # the order holds its filled unit, as it believes
     assert r.state.reservations == {"o1": {"A": 1}} and r.state.owed == {}
     assert r.state.node("A") == NodeStock(1, 1)
+
+
+def test_attempts_stay_bounded_but_holders_and_recent_orders_are_kept():
+    """A best-seller's document must not grow with every order it ever saw."""
+    kept = owner.ATTEMPTS_KEPT
+    st = reserve(state(), "holder", {"A": 1}, attempt=3).state  # holds a unit for good
+    for i in range(kept + 200):
+        st = reserve(st, f"o{i}", {}, attempt=1).state  # holds nothing here
+    assert len(st.attempts) == kept + 1  # the holder, and the latest `kept` others
+    assert st.attempts["holder"] == 3 and "o0" not in st.attempts and f"o{kept + 199}" in st.attempts
+    # the holder's stale attempt still loses, as does a recent order's
+    assert reserve(st, "holder", {"A": 5}, attempt=2).replies == ()
+    st = reserve(st, f"o{kept + 150}", {}, attempt=2).state
+    assert reserve(st, f"o{kept + 150}", {"A": 1}, attempt=1).replies == ()
+    # and the bound survives the document's round trip (insertion order is recency)
+    assert list(SkuState.from_dict(st.to_dict()).attempts) == list(st.attempts)
