@@ -54,6 +54,11 @@ async def partitioner(producer: Any, topic: str) -> Any:
 
         return choose
     n = len(parts)
+    # A key's partition, once computed: an order's id, a SKU, a SKU-node come
+    # back for every record they cause (about eight per order), and murmur2
+    # in Python costs a few microseconds a key. Cleared when full, so it
+    # stays small (PARTITION_CACHE_KEYS per topic) whatever the key space.
+    known: dict[bytes, int] = {}
 
     def choose_keyed(key: bytes | None) -> int:
         # DefaultPartitioner's own arithmetic, without the two partition sets
@@ -63,9 +68,17 @@ async def partitioner(producer: Any, topic: str) -> Any:
         # co-partitioned inputs would break first (docs/operations.md).
         if key is None:
             return producer._partition(topic, None, None, None, key, None)
-        return parts[(murmur2(key) & 0x7FFFFFFF) % n]  # this module's murmur2, checked against Kafka's
+        partition = known.get(key)
+        if partition is None:
+            if len(known) >= PARTITION_CACHE_KEYS:
+                known.clear()
+            partition = known[key] = parts[(murmur2(key) & 0x7FFFFFFF) % n]  # checked against Kafka's
+        return partition
 
     return choose_keyed
+
+
+PARTITION_CACHE_KEYS = 20_000
 
 
 _M = 0x5BD1E995

@@ -93,13 +93,17 @@ def test_a_failed_send_is_raised_by_the_next_delivered_drain():
     assert asyncio.run(scenario()) == "broker said no"
 
 
-def test_default_partitioning_is_aiokafkas_own():
+def test_default_partitioning_is_aiokafkas_own(monkeypatch):
     """The emitter hashes keys itself (streams/produce.py); it must pick the
     partition aiokafka's DefaultPartitioner picks, or a SKU's availability
-    and the compacted ATP view would be split over partitions."""
+    and the compacted ATP view would be split over partitions. Asked twice,
+    through a key cache small enough here to be cleared many times."""
     from aiokafka.partitioner import DefaultPartitioner
 
+    from stockflow.streams import produce
     from stockflow.streams.produce import partitioner
+
+    monkeypatch.setattr(produce, "PARTITION_CACHE_KEYS", 150)
 
     class Cluster:
         def partitions_for_topic(self, topic):
@@ -119,6 +123,7 @@ def test_default_partitioning_is_aiokafkas_own():
         choose = await partitioner(producer, "t")
         assert choose.__name__ == "choose_keyed"  # the emitter's own hashing, not aiokafka's per-record path
         keys = [f"SKU-{i}|N{i % 50:02d}".encode() for i in range(2000)] + [b"", "é".encode()]
+        keys = keys + keys[::-1]
         return [choose(k) for k in keys], [producer._partition("t", None, None, None, k, None) for k in keys]
 
     ours, theirs = asyncio.run(scenario())
