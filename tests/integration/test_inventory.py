@@ -159,5 +159,10 @@ def test_movement_envelope_applies_its_lines_once_and_dead_letters_the_bad(clust
     # the two copies of the upload: one applied, one skipped as a duplicate
     assert w.metric("stockflow_duplicates_skipped_total") >= 1
     avail = [r["value"] for r in cluster.read_all("availability") if r["key"] == "SKU-V"]
-    assert {(a["node_id"], a["on_hand"]) for a in avail} >= {("S1", 7), ("S2", 7), ("S2", 8)}
+    # One event per SKU-node per batch, the batch's last figures (README,
+    # "Micro-batches"): S2 at 7 shows only when the envelope and the single
+    # movement after it fell into different batches. Never a figure of half
+    # an envelope (S1 at 10) or of a rejected one.
+    figures = {(a["node_id"], a["on_hand"]) for a in avail}
+    assert {("S1", 7), ("S2", 8)} <= figures <= {("S1", 7), ("S2", 7), ("S2", 8)}
     assert w.alive()
