@@ -68,6 +68,21 @@ def test_a_turn_keeps_a_part_buffer_for_the_next_turn():
     assert table.applied == [] and len(rec.buffers[table]) == 2
 
 
+def test_a_gap_in_a_changelog_partition_is_reported_once_and_applied_as_before(caplog):
+    table = _Table()
+    rec = _recovery(table)
+    rec.standby_offsets = Counter({STANDBY: 4})
+    with caplog.at_level("WARNING", logger="stockflow.tables.restore"):
+        asyncio.run(restore._apply(rec, [_event(STANDBY, 5), _event(STANDBY, 9), _event(STANDBY, 12)]))
+    gaps = [r.getMessage() for r in caplog.records if "never reached" in r.getMessage()]
+    assert len(gaps) == 1 and "record 9 follows 5; the 3 between" in gaps[0], gaps
+    assert [o for _, o in table.applied] == [5, 9, 12]  # reported, not refused: compaction leaves gaps too
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="stockflow.tables.restore"):
+        asyncio.run(restore._apply(rec, [_event(ACTIVE, 5), _event(ACTIVE, 6)]))  # contiguous: quiet
+    assert not [r for r in caplog.records if "never reached" in r.getMessage()]
+
+
 def test_the_reader_drains_the_queue_and_ends_recovery():
     table = _Table()
 
