@@ -150,10 +150,58 @@ async def drain_messages(self: Any, fetcher: Any) -> None:
         unset_flag(flag_consumer_fetching)
 
 
+class LivePartitions:
+    """Faust's live set of active partitions as the fetch sees it, except
+    that an empty set means none, never all.
+
+    Faust hands aiokafka its live ``_active_partitions`` set, and aiokafka's
+    ``fetched_records`` keeps looking at it for up to a second, returning
+    the buffered records of every partition in it (``if partitions and tp
+    not in partitions: skip``). A rebalance empties the set (every partition
+    paused) while that second runs, and an empty set reads as "every
+    partition": the loop then returns the records of paused partitions,
+    aiokafka moves their positions past them, and Faust's ``getmany`` drops
+    them because their partition is not active. For a standby changelog
+    partition just sought to its store's offset, that was the first fetch
+    of its catch-up, gone for good; the store applied what came next
+    (docs/reliability.md, bug 23). Membership stays live: a partition Faust
+    resumes during the wait is fetched, as before."""
+
+    __slots__ = ("tps",)
+
+    def __init__(self, tps: Any) -> None:
+        self.tps = tps
+
+    def __bool__(self) -> bool:
+        return True
+
+    def __contains__(self, tp: Any) -> bool:
+        return tp in self.tps
+
+    def __iter__(self) -> Any:
+        return iter(list(self.tps))
+
+    def __len__(self) -> int:
+        return len(self.tps)
+
+
+def _fetch_only_active(thread_class: Any) -> None:
+    getmany = thread_class.getmany
+
+    async def _getmany(self: Any, active_partitions: Any, timeout: float) -> Any:
+        if active_partitions is not None and not isinstance(active_partitions, LivePartitions):
+            active_partitions = LivePartitions(active_partitions)
+        return await getmany(self, active_partitions, timeout)
+
+    thread_class.getmany = _getmany
+
+
 def install() -> None:
     from faust.transport.consumer import Consumer
+    from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 
     if getattr(Consumer, "_stockflow_delivery", False):
         return
     Consumer._drain_messages = drain_messages
+    _fetch_only_active(AIOKafkaConsumerThread)
     Consumer._stockflow_delivery = True

@@ -320,3 +320,81 @@ def test_raw_topics_hand_over_the_record_bytes_as_they_are():
         event = asyncio.run(topic.decode(message))
         assert isinstance(event, faust.Event)
         assert (event.key, event.value, event.headers, event.message) == (key, value, {"h": b"1"}, message)
+
+
+# Bug 23 (docs/reliability.md): what aiokafka's fetch returns when Faust's
+# live set of active partitions is empty, played on aiokafka's own code.
+class _TpState:
+    paused = False
+
+    def __init__(self, position: int) -> None:
+        self.position = position
+
+    def consumed_to(self, offset: int) -> None:
+        self.position = offset
+
+
+class _PartitionRecords:
+    def __init__(self, offsets: list[int]) -> None:
+        self._it = iter([SimpleNamespace(offset=o) for o in offsets])
+        self.next_fetch_offset = offsets[0]
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        msg = next(self._it)
+        self.next_fetch_offset = msg.offset + 1
+        return msg
+
+
+def _fetcher_holding(tp, offsets: list[int]) -> tuple[SimpleNamespace, _TpState]:
+    from aiokafka.consumer.fetcher import FetchResult
+
+    state = _TpState(offsets[0])
+    assignment = SimpleNamespace(active=True, state_value=lambda _tp: state)
+    result = FetchResult(tp, assignment=assignment, partition_records=_PartitionRecords(offsets), backoff=0)
+    fetcher = SimpleNamespace(_subscriptions=SimpleNamespace(reassignment_in_progress=False, is_assigned=lambda _tp: True),
+                              _records={tp: result}, _notify=lambda _f: None, _wait_consume_future=None, _closed=False)
+    return fetcher, state
+
+
+def test_an_emptied_live_set_no_longer_fetches_every_partition():
+    from aiokafka.consumer.fetcher import Fetcher
+    from aiokafka.structs import TopicPartition
+
+    from stockflow.streams.delivery import LivePartitions
+
+    tp = TopicPartition("t-changelog", 0)
+    # Faust's own set, emptied by a rebalance while the fetch waits: aiokafka
+    # reads it as "every partition", returns the paused partition's records
+    # and moves its position past them; Faust then drops them (not active).
+    fetcher, state = _fetcher_holding(tp, [1329, 1330, 1331])
+    got = asyncio.run(Fetcher.fetched_records(fetcher, set(), timeout=0))
+    assert [m.offset for m in got[tp]] == [1329, 1330, 1331] and state.position == 1332
+    # The live view: empty means none, and the records stay for later.
+    fetcher, state = _fetcher_holding(tp, [1329, 1330, 1331])
+    live: set = set()
+    assert asyncio.run(Fetcher.fetched_records(fetcher, LivePartitions(live), timeout=0)) == {}
+    assert state.position == 1329
+    live.add(tp)  # resumed during the wait: fetched, as with Faust's own set
+    got = asyncio.run(Fetcher.fetched_records(fetcher, LivePartitions(live), timeout=0))
+    assert [m.offset for m in got[tp]] == [1329, 1330, 1331]
+
+
+def test_the_consumer_thread_fetches_through_the_live_view():
+    from stockflow.streams.delivery import LivePartitions, _fetch_only_active
+
+    seen = []
+
+    class _Thread:
+        async def getmany(self, active_partitions, timeout):
+            seen.append(active_partitions)
+            return {}
+
+    _fetch_only_active(_Thread)
+    live: set = set()
+    asyncio.run(_Thread().getmany(live, 1.0))
+    asyncio.run(_Thread().getmany(None, 1.0))
+    assert isinstance(seen[0], LivePartitions) and seen[0].tps is live and bool(seen[0])
+    assert seen[1] is None  # client-only mode: every partition, as Faust asks
