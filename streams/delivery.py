@@ -155,11 +155,12 @@ class LivePartitions:
     that an empty set means none, never all.
 
     Faust hands aiokafka its live ``_active_partitions`` set, and aiokafka's
-    ``fetched_records`` keeps looking at it for up to a second, returning
-    the buffered records of every partition in it (``if partitions and tp
-    not in partitions: skip``). A rebalance empties the set (every partition
-    paused) while that second runs, and an empty set reads as "every
-    partition": the loop then returns the records of paused partitions,
+    ``fetched_records`` keeps looking at it while it waits, returning the
+    buffered records of every partition in it (``if partitions and tp not
+    in partitions: skip``); a fetch begun before a rebalance waits through
+    it (for the new assignment, then for records). The rebalance empties the
+    set (every partition paused), and an empty set reads as "every
+    partition": the fetch then returns the records of paused partitions,
     aiokafka moves their positions past them, and Faust's ``getmany`` drops
     them because their partition is not active. For a standby changelog
     partition just sought to its store's offset, that was the first fetch
