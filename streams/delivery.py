@@ -165,19 +165,24 @@ class LivePartitions:
     them because their partition is not active. For a standby changelog
     partition just sought to its store's offset, that was the first fetch
     of its catch-up, gone for good; the store applied what came next
-    (docs/reliability.md, bug 23). Membership stays live: a partition Faust
-    resumes during the wait is fetched, as before."""
+    (docs/reliability.md, bug 23). So an empty set stands for the
+    partitions ``getmany`` hands over without being active, the buffered
+    ones (their channel queue full), as an empty set did for them before;
+    never for a paused one. Membership stays live: a partition Faust resumes
+    during the wait is fetched, as before."""
 
-    __slots__ = ("tps",)
+    __slots__ = ("tps", "buffered")
 
-    def __init__(self, tps: Any) -> None:
+    def __init__(self, tps: Any, buffered: Any = frozenset()) -> None:
         self.tps = tps
+        self.buffered = buffered
 
     def __bool__(self) -> bool:
         return True
 
     def __contains__(self, tp: Any) -> bool:
-        return tp in self.tps
+        tps = self.tps
+        return tp in tps if tps else tp in self.buffered
 
     def __iter__(self) -> Any:
         return iter(list(self.tps))
@@ -191,7 +196,8 @@ def _fetch_only_active(thread_class: Any) -> None:
 
     async def _getmany(self: Any, active_partitions: Any, timeout: float) -> Any:
         if active_partitions is not None and not isinstance(active_partitions, LivePartitions):
-            active_partitions = LivePartitions(active_partitions)
+            buffered = getattr(getattr(self, "consumer", None), "_buffered_partitions", frozenset())
+            active_partitions = LivePartitions(active_partitions, buffered)
         return await getmany(self, active_partitions, timeout)
 
     thread_class.getmany = _getmany

@@ -380,6 +380,14 @@ def test_an_emptied_live_set_no_longer_fetches_every_partition():
     live.add(tp)  # resumed during the wait: fetched, as with Faust's own set
     got = asyncio.run(Fetcher.fetched_records(fetcher, LivePartitions(live), timeout=0))
     assert [m.offset for m in got[tp]] == [1329, 1330, 1331]
+    # Every partition buffered (its queue full): getmany hands those over
+    # though not active, and an empty set fetched them before; it still does.
+    fetcher, state = _fetcher_holding(tp, [7, 8])
+    got = asyncio.run(Fetcher.fetched_records(fetcher, LivePartitions(set(), {tp}), timeout=0))
+    assert [m.offset for m in got[tp]] == [7, 8]
+    fetcher, state = _fetcher_holding(tp, [7, 8])  # with active ones, only those, as before
+    other = TopicPartition("t-changelog", 1)
+    assert asyncio.run(Fetcher.fetched_records(fetcher, LivePartitions({other}, {tp}), timeout=0)) == {}
 
 
 def test_the_consumer_thread_fetches_through_the_live_view():
@@ -388,6 +396,8 @@ def test_the_consumer_thread_fetches_through_the_live_view():
     seen = []
 
     class _Thread:
+        consumer = SimpleNamespace(_buffered_partitions={"buffered"})
+
         async def getmany(self, active_partitions, timeout):
             seen.append(active_partitions)
             return {}
@@ -397,4 +407,5 @@ def test_the_consumer_thread_fetches_through_the_live_view():
     asyncio.run(_Thread().getmany(live, 1.0))
     asyncio.run(_Thread().getmany(None, 1.0))
     assert isinstance(seen[0], LivePartitions) and seen[0].tps is live and bool(seen[0])
+    assert "buffered" in seen[0] and "paused" not in seen[0]
     assert seen[1] is None  # client-only mode: every partition, as Faust asks
