@@ -165,9 +165,13 @@ class Cluster:
         finally:
             consumer.close()
 
-    def close(self) -> None:
+    def stop_workers(self, timeout: float = 30) -> None:
+        """SIGTERM every worker and wait for it (a stopped one is left as is)."""
         for w in self.workers:
-            w.kill(signal.SIGTERM, timeout=30)
+            w.kill(signal.SIGTERM, timeout=timeout)
+
+    def close(self) -> None:
+        self.stop_workers()
         if self._producer is not None:
             self._producer.close(timeout=5)
 

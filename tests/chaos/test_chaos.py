@@ -385,7 +385,7 @@ def test_chaos_nothing_lost_nothing_doubled(chaos_broker, tmp_path):
             if os.environ.get("STOCKFLOW_CHAOS_DUMP"):
                 dump(cluster, feed, [], Path(os.environ["STOCKFLOW_CHAOS_DUMP"]), t0, timeline)
             post_mortem(cluster, timeline, t0)
-            stop_workers(cluster)
+            cluster.stop_workers(timeout=60)  # so their stores can be read
             try:
                 print("store copies that differ:", json.dumps(differing_copies(cluster.base_dir), indent=1))
             except Exception as exc:  # the evidence is a bonus; the failure above is the verdict
@@ -395,7 +395,7 @@ def test_chaos_nothing_lost_nothing_doubled(chaos_broker, tmp_path):
         # far as any other holds what that one holds: a store that skipped
         # records (bug 23) passes every check above while it is a standby,
         # and fails only once it owns the partition.
-        stop_workers(cluster)
+        cluster.stop_workers(timeout=60)  # so their stores can be read
         differing = differing_copies(cluster.base_dir)
         figures["store_copies_differing"] = len(differing)
         if differing:
@@ -413,12 +413,6 @@ def test_chaos_nothing_lost_nothing_doubled(chaos_broker, tmp_path):
 
 # Where Faust's RocksDB store keeps a partition's persisted changelog offset.
 OFFSET_KEY = b"__faust\x00offset__"
-
-
-def stop_workers(cluster: Cluster) -> None:
-    """Stop every worker (SIGTERM), so their stores can be read."""
-    for w in cluster.workers:
-        w.stop(signal.SIGTERM, 60)
 
 
 def differing_copies(base_dir: Path) -> list[str]:
