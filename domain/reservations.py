@@ -137,12 +137,9 @@ def _remember_attempt(state: SkuState, order_id: str, attempt: int) -> dict[str,
     attempts = dict(state.attempts)
     attempts.pop(order_id, None)  # insertion order is recency: re-inserted last
     attempts[order_id] = attempt
-    holding = state.reservations
-    excess = len(attempts) - ATTEMPTS_KEPT
-    if excess > 0:
-        excess -= sum(1 for o in holding if o in attempts)
-    if excess > 0:
-        for old in [o for o in attempts if o not in holding][:excess]:
+    if len(attempts) > ATTEMPTS_KEPT:
+        others = [o for o in attempts if o not in state.reservations]  # oldest first
+        for old in others[:max(0, len(others) - ATTEMPTS_KEPT)]:
             del attempts[old]
     return attempts
 

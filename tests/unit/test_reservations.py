@@ -196,3 +196,17 @@ def test_attempts_stay_bounded_but_holders_and_recent_orders_are_kept():
     assert reserve(st, f"o{kept + 150}", {"A": 1}, attempt=1).replies == ()
     # and the bound survives the document's round trip (insertion order is recency)
     assert list(SkuState.from_dict(st.to_dict()).attempts) == list(st.attempts)
+
+
+def test_holders_do_not_count_against_the_others_kept(monkeypatch):
+    """More attempts than kept, but mostly of holders: no other order is dropped."""
+    monkeypatch.setattr(owner, "ATTEMPTS_KEPT", 5)
+    st = state()
+    for i in range(4):
+        st = reserve(st, f"h{i}", {"A": 1}, attempt=1).state  # holders
+    for i in range(3):
+        st = reserve(st, f"o{i}", {}, attempt=1).state
+    assert set(st.attempts) == {"h0", "h1", "h2", "h3", "o0", "o1", "o2"}
+    for i in range(3, 6):
+        st = reserve(st, f"o{i}", {}, attempt=1).state
+    assert set(st.attempts) == {"h0", "h1", "h2", "h3", "o1", "o2", "o3", "o4", "o5"}
