@@ -180,15 +180,9 @@ class LivePartitions:
     def __bool__(self) -> bool:
         return True
 
-    def __contains__(self, tp: Any) -> bool:
+    def __contains__(self, tp: Any) -> bool:  # all aiokafka's fetch asks of it
         tps = self.tps
         return tp in tps if tps else tp in self.buffered
-
-    def __iter__(self) -> Any:
-        return iter(list(self.tps))
-
-    def __len__(self) -> int:
-        return len(self.tps)
 
 
 def _fetch_only_active(thread_class: Any) -> None:
