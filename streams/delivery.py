@@ -23,15 +23,39 @@ from typing import Any, Callable, cast
 
 # How often a delivery blocked on a full channel queue looks for room.
 ROOM_POLL_S = 0.001
+# How long a fetch waits for new records while a partition is out of it
+# because its channel queue is under pressure (``drain_messages`` says why).
+BUFFERED_WAIT_S = 0.01
 
 
 def _producer_backlog(app: Any) -> Callable[[], int]:
     """What ``ProducerBuffer.size`` counts, without its two ``app.conf``
     reads per call (a tenth of the fetch loop, once per record)."""
-    buffer = app.producer.buffer
-    if app.conf.producer_threaded:
+    return _backlog_of(app.producer.buffer, app.conf.producer_threaded)
+
+
+def _backlog_of(buffer: Any, threaded: bool) -> Callable[[], int]:
+    if threaded:
         return lambda: buffer.size
     return buffer.pending.qsize
+
+
+def _ebb_without_settings(buffer_class: Any) -> None:
+    """Faust's conductor awaits ``ProducerBuffer.wait_until_ebb`` for every
+    record it delivers, and that reads ``size``, two ``app.conf`` lookups:
+    a tenth of the delivery's time with nothing else to do (docs/benchmarks.md,
+    session 15). The same test, with the size read as ``_producer_backlog``
+    reads it; Faust's own wait when the buffer is over its limit."""
+    wait = buffer_class.wait_until_ebb
+
+    async def wait_until_ebb(self: Any) -> None:
+        backlog = self.__dict__.get("_stockflow_backlog")
+        if backlog is None:
+            backlog = self.__dict__["_stockflow_backlog"] = _backlog_of(self, self.app.conf.producer_threaded)
+        if backlog() > self.max_messages:
+            await wait(self)
+
+    buffer_class.wait_until_ebb = wait_until_ebb
 
 
 def _can_deliver_at_once(app: Any, conductor: Any, tp: Any, backlog: Callable[[], int]) -> bool:
@@ -97,7 +121,14 @@ async def drain_messages(self: Any, fetcher: Any) -> None:
     try:
         while not (consumer_should_stop() or fetcher_should_stop()):
             set_flag(flag_consumer_fetching)
-            ait = getmany(timeout=1.0)
+            # A partition Faust took out of the fetch when its channel queue
+            # came under pressure (``_buffered_partitions``) comes back once
+            # that queue empties, and its records, fetched long before, wait
+            # in aiokafka meanwhile; coming back does not wake aiokafka's wait
+            # for new records. Waiting its full second, each fetched chunk
+            # ended in a second of nothing whenever our delivery had filled a
+            # queue (a third of a backlog's time, both threads idle).
+            ait = getmany(timeout=BUFFERED_WAIT_S if self._buffered_partitions else 1.0)
 
             # Faust sleeps here too: getmany can return at once many times
             # in a row without giving the loop back.
@@ -200,9 +231,11 @@ def _fetch_only_active(thread_class: Any) -> None:
 def install() -> None:
     from faust.transport.consumer import Consumer
     from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+    from faust.transport.producer import ProducerBuffer
 
     if getattr(Consumer, "_stockflow_delivery", False):
         return
     Consumer._drain_messages = drain_messages
     _fetch_only_active(AIOKafkaConsumerThread)
+    _ebb_without_settings(ProducerBuffer)
     Consumer._stockflow_delivery = True

@@ -14,7 +14,8 @@ from types import SimpleNamespace
 from faust.types import TP
 from mode.utils.queues import FlowControlEvent, ThrowableQueue
 
-from stockflow.streams.delivery import _blocker, _can_deliver_at_once, _producer_backlog, _room
+from stockflow.streams.delivery import (BUFFERED_WAIT_S, _blocker, _can_deliver_at_once, _ebb_without_settings,
+                                       _producer_backlog, _room, drain_messages)
 from stockflow.tables import restore
 
 ACTIVE, STANDBY, GONE = TP("t-changelog", 0), TP("t-changelog", 1), TP("t-changelog", 2)
@@ -178,6 +179,90 @@ def test_a_delivery_blocked_only_by_a_full_queue_waits_for_a_quarter_free():
     at_return, *sizes = asyncio.run(run())
     assert at_return <= 6  # three quarters of 8
     assert 7 in sizes  # one free slot was not enough to return
+
+
+def _draining_consumer(buffered_by_call: list[set]) -> SimpleNamespace:
+    """A consumer with what ``drain_messages`` uses: each getmany call sees
+    the next set of buffered partitions, records its timeout and hands over
+    one record; the loop stops once every set was seen."""
+    app, conductor = _delivery_world()
+    app.topics = conductor
+    conductor.acks_enabled_for = lambda topic: True
+    app.tables = SimpleNamespace(changelog_topics=set())
+    stopped = asyncio.Event()
+    consumer = SimpleNamespace(
+        app=app, _stopped=stopped, _read_offset=defaultdict(lambda: None), _commit_every=None, _n_acked=0,
+        diag=SimpleNamespace(set_flag=lambda flag: None, unset_flag=lambda flag: None),
+        suspend_flow=asyncio.Event(), should_stop=False, consumer_stopped_errors=(), timeouts=[], delivered=[],
+        _buffered_partitions=buffered_by_call[0])
+
+    async def sleep(seconds: float) -> None:
+        await asyncio.sleep(0)
+
+    async def callback(message) -> None:
+        consumer.delivered.append(message.offset)
+
+    def getmany(timeout: float):
+        consumer.timeouts.append(timeout)
+        n = len(consumer.timeouts)
+        if n < len(buffered_by_call):
+            consumer._buffered_partitions = buffered_by_call[n]  # what the agents' queues did meanwhile
+        else:
+            stopped.set()
+
+        async def records():
+            yield ACTIVE, SimpleNamespace(offset=n, topic=ACTIVE.topic)
+
+        return records()
+
+    consumer.sleep, consumer.callback, consumer.getmany = sleep, callback, getmany
+    return consumer
+
+
+def test_the_fetch_waits_briefly_while_a_queue_has_a_partition_out_of_it():
+    # A partition Faust takes out of the fetch for its queue's pressure comes
+    # back without waking aiokafka's wait for new records, while its own
+    # records wait in aiokafka: a full second's wait stalled the worker.
+    consumer = _draining_consumer([set(), {ACTIVE}, {ACTIVE, STANDBY}, set()])
+    fetcher = SimpleNamespace(_stopped=asyncio.Event())
+    asyncio.run(asyncio.wait_for(drain_messages(consumer, fetcher), timeout=10))
+    assert consumer.timeouts == [1.0, BUFFERED_WAIT_S, BUFFERED_WAIT_S, 1.0]
+    assert BUFFERED_WAIT_S < 0.1
+    assert consumer.delivered == [1, 2, 3, 4]
+
+
+def test_the_producer_buffer_ebbs_without_reading_settings_per_record():
+    class _Conf:
+        reads = 0
+
+        @property
+        def producer_threaded(self) -> bool:
+            _Conf.reads += 1
+            return False
+
+    class _Buffer:  # ProducerBuffer's part the conductor uses
+        def __init__(self, pending: int) -> None:
+            self.app = SimpleNamespace(conf=_Conf())
+            self.max_messages = 3
+            self.pending = asyncio.Queue()
+            for n in range(pending):
+                self.pending.put_nowait(n)
+            self.flushed = 0
+
+        async def wait_until_ebb(self) -> None:  # Faust's: flush down to the limit
+            self.flushed += 1
+
+    _ebb_without_settings(_Buffer)
+
+    async def run(buffer: _Buffer) -> None:
+        for _ in range(5):
+            await buffer.wait_until_ebb()
+
+    under, over = _Buffer(pending=3), _Buffer(pending=4)
+    asyncio.run(run(under))
+    asyncio.run(run(over))
+    assert under.flushed == 0 and over.flushed == 5  # over the limit: Faust's own wait, every time
+    assert _Conf.reads == 2  # once per buffer, not once per record
 
 
 def test_a_record_that_fails_costs_only_itself():
