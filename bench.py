@@ -7,6 +7,8 @@ One run measures (``FIGURES``, the keys of ``--json``):
   update per (sku, node): the ceiling for any Python consumer.
 - ``naive_faust_eps``: a one-event-at-a-time Faust agent with a RocksDB table
   over the same topic (``bench_naive_faust``, its own process).
+  An extra figure beside it, ``faust_floor_eps``: Faust set up as the worker
+  sets it up, doing nothing with the events (``bench_naive_faust --floor``).
 - ``quix_eps``: the same aggregation with Quix Streams (``bench_quix``, its
   own process).
 - ``ingest_eps`` / ``ingest_ratio``: a stockflow worker taking the same
@@ -468,6 +470,19 @@ def run(args) -> dict:
              "--result", str(result)],
             result, run_dir / "naive-faust.log", backlog_timeout)
 
+        # ---- the worker's Faust path with nothing to do (extra, not one of the issue's figures)
+        say("faust_floor_eps: the worker's Faust path, no work")
+        floor_id = f"{prefix}-floor"
+        result = run_dir / "faust-floor.json"
+        extra["faust_floor_eps"] = _subprocess_rate(
+            stack, "Faust floor",
+            ["-m", "stockflow.bench_naive_faust", "--floor", "--bootstrap", bootstrap, "--topic", topics.movements,
+             "--app-id", floor_id, "--data-dir", str(run_dir / "faust-floor-store"),
+             "--partitions", str(settings.partitions), "--expect", str(sizes.movements), "--warmup", str(warmup),
+             "--result", str(result)],
+            result, run_dir / "faust-floor.log", backlog_timeout)
+        say(f"faust_floor_eps: {extra['faust_floor_eps']:,.0f} events/s")
+
         # ---- Quix Streams
         say("quix_eps: Quix Streams application")
         result = run_dir / "quix.json"
@@ -652,7 +667,7 @@ def _rss_and_recovery(stack: ExitStack, bootstrap: str, prefix: str, run_dir: Pa
 def _cleanup_stores(run_dir: Path) -> None:
     """Drop the local stores (possibly GBs at full size); keep the logs."""
     for d in list(run_dir.glob("worker-*")) + list(run_dir.glob("*/worker-*")) + \
-            [run_dir / "naive-faust-store", run_dir / "quix-store"]:
+            [run_dir / "naive-faust-store", run_dir / "faust-floor-store", run_dir / "quix-store"]:
         if d.is_dir():
             shutil.rmtree(d, ignore_errors=True)
 
@@ -727,9 +742,18 @@ def doc_section(res: dict, machine: str, command: str, when: str) -> str:
         f"{x['rate']:g}/s (achieved {x['offered_rate']:.0f}/s); memory and recovery: {x['rss_keys_loaded']:,} SKU-node "
         f"keys ({x['rss_skus']:,} SKUs x {min(x['nodes'], x['rss_keys_loaded'])} nodes, one `count` each).\n\n"
         f"| figure | value | what |\n|---|---|---|\n{rows}\n"
+        f"{_floor_text(x)}"
         f"{_envelope_text(x)}"
         f"{DOC_END}"
     )
+
+
+def _floor_text(x: dict) -> str:
+    if "faust_floor_eps" not in x:
+        return ""
+    return (f"\nFaust's floor (not one of the issue's figures): Faust set up as the worker sets it up, taking the "
+            f"same backlog in the worker's micro-batches and doing nothing with it, took "
+            f"{x['faust_floor_eps']:,.0f} events/s: no worker on this Faust path can ingest faster.\n")
 
 
 def _envelope_text(x: dict) -> str:
@@ -785,6 +809,9 @@ def main(args) -> int:
         for k in FIGURES:
             t.add_row(k, _fmt(k, f[k]), WHAT[k])
         x = res["extra"]
+        if "faust_floor_eps" in x:
+            t.add_row("(faust_floor_eps)", _fmt("", x["faust_floor_eps"]),
+                      "the worker's Faust setup taking the backlog, no work (events/s)")
         if x.get("envelope"):
             t.add_row("(envelope_ingest_eps)", _fmt("", x["envelope_ingest_eps"]),
                       f"stockflow worker, envelopes of {x['envelope']} movements (movements/s)")

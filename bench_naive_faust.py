@@ -6,10 +6,18 @@ decoding the JSON with orjson and adding the quantity to a RocksDB table
 keyed ``sku|node`` (changelog on). No micro-batches, no validation, no
 outputs: the per-event cost of the framework itself.
 
+With ``--floor`` it measures instead the floor of the worker's own Faust
+path (``faust_floor_eps``, an extra figure): Faust set up as the stockflow
+worker sets it up (its replacements of Faust's delivery loop,
+streams/delivery.py; the record bytes as they are, agents/batches.py's
+``RawSchema``; micro-batches of ``take_events`` with the worker's default
+size and wait), and nothing done with the events: no decode, no table, no
+output. No stockflow worker can ingest faster than that.
+
 Run as ``python -m stockflow.bench_naive_faust --bootstrap B --topic T
---app-id A --data-dir D --expect N --result F``; when the agent has taken N
-events it writes the result file (``bench_clock.py``), then keeps running
-until SIGTERM.
+--app-id A --data-dir D --expect N --result F [--floor]``; when the agent
+has taken N events it writes the result file (``bench_clock.py``), then
+keeps running until SIGTERM.
 """
 from __future__ import annotations
 
@@ -35,10 +43,12 @@ def build(args):
         autodiscover=False,
         web_enabled=False,
     )
+    clock = Clock(args.expect, args.warmup, args.result)
+    if args.floor:
+        return _floor(app, args, clock)
     topic = app.topic(args.topic, key_type=bytes, value_type=bytes)
     schema = faust.Schema(key_type=str, value_type=int, key_serializer="json", value_serializer="json")
     table = app.Table("atp", default=int, partitions=args.partitions, schema=schema)
-    clock = Clock(args.expect, args.warmup, args.result)
 
     @app.agent(topic)
     async def aggregate(stream):
@@ -47,6 +57,24 @@ def build(args):
             key = f"{m['sku']}|{m['node_id']}"
             table[key] += m["qty"]
             clock.tick()
+
+    return app
+
+
+def _floor(app, args, clock: Clock):
+    from .agents.batches import RawSchema
+    from .settings import Settings
+    from .streams import delivery
+
+    delivery.install()
+    defaults = Settings()
+    topic = app.topic(args.topic, schema=RawSchema())
+
+    @app.agent(topic, concurrency=1)
+    async def floor(stream):
+        async for events in stream.take_events(defaults.batch_size, defaults.batch_within_s):
+            for _ in events:
+                clock.tick()
 
     return app
 
@@ -61,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--expect", type=int, required=True)
     p.add_argument("--warmup", type=int, default=0, help="the clock starts at this event (untimed warm-up)")
     p.add_argument("--result", required=True)
+    p.add_argument("--floor", action="store_true", help="the worker's Faust path with nothing to do (faust_floor_eps)")
     args = p.parse_args(argv)
 
     from faust.worker import Worker

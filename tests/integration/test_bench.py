@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 
@@ -51,6 +52,9 @@ def test_bench_json_has_exactly_the_figures(kafka_bootstrap, tmp_path):
         assert math.isfinite(v) and v > 0, (k, v)
     assert figures["ingest_ratio"] == pytest.approx(figures["ingest_eps"] / figures["raw_limit_eps"], abs=2e-3, rel=0.01)
     assert figures["order_p50_ms"] <= figures["order_p99_ms"]
+    # the extra floor figure: the worker's Faust path with nothing to do, reported in the progress
+    floor = re.search(r"faust_floor_eps: ([0-9,]+) events/s", proc.stderr)
+    assert floor and int(floor.group(1).replace(",", "")) > 0, proc.stderr[-2000:]
     doc_after = bench.DOC_PATH.read_text() if bench.DOC_PATH.exists() else None
     assert doc_after == doc_before
     # the run's topics (stockflow's, the baselines', Quix's) are gone: left
@@ -83,3 +87,14 @@ def test_doc_section_replaces_only_between_markers(tmp_path):
     text = doc.read_text()
     assert "new figures" in text and "old" not in text
     assert text.startswith("# B\n\nintro\n\n") and text.endswith("\n\nanalysis stays\n")
+
+
+def test_the_generated_section_names_the_faust_floor_when_measured():
+    figures = {k: 1.0 for k in KEYS}
+    extra = {"seconds": 10, "movements": 100, "skus": 10, "nodes": 5, "orders": 10, "latency_orders": 20, "rate": 50,
+             "offered_rate": 50, "rss_keys_loaded": 50, "rss_skus": 10}
+    without = bench.doc_section({"figures": figures, "extra": extra}, "m", "stockflow bench", "now")
+    with_floor = bench.doc_section({"figures": figures, "extra": {**extra, "faust_floor_eps": 29_431.6}}, "m",
+                                   "stockflow bench", "now")
+    assert "Faust's floor" not in without
+    assert "took 29,432 events/s" in with_floor
