@@ -13,7 +13,11 @@ callback runs straight through without yielding, so nothing can interrupt
 it either way, and this loop awaits it directly. When only full queues
 block it, the loop waits (interruptibly, as Faust does) until they have a
 quarter free, then delivers directly. Otherwise it keeps Faust's
-interruptible wait. Everything else is Faust's loop, unchanged.
+interruptible wait. Everything else is Faust's loop, unchanged, but two
+things (docs/benchmarks.md, session 15): the fetch waits 10 ms, not a
+second, while a partition is out of it for its queue's pressure
+(``drain_messages`` says why), and the conductor's per-record check of
+the producer buffer reads its size without settings lookups.
 """
 
 from __future__ import annotations
