@@ -457,30 +457,26 @@ def run(args) -> dict:
         out["raw_limit_eps"] = raw_eps
         extra["raw_keys"] = raw_keys
 
+        def faust_baseline(name: str, app_id: str, slug: str, *flags: str) -> float:
+            """A bench_naive_faust run over the backlog, in its own process."""
+            result = run_dir / f"{slug}.json"
+            return _subprocess_rate(
+                stack, name,
+                ["-m", "stockflow.bench_naive_faust", *flags, "--bootstrap", bootstrap, "--topic", topics.movements,
+                 "--app-id", app_id, "--data-dir", str(run_dir / f"{slug}-store"),
+                 "--partitions", str(settings.partitions), "--expect", str(sizes.movements), "--warmup", str(warmup),
+                 "--result", str(result)],
+                result, run_dir / f"{slug}.log", backlog_timeout)
+
         # ---- naive Faust
         say("naive_faust_eps: one-event-at-a-time Faust agent")
         naive_id = f"{prefix}-naive"
         _create_topic(bootstrap, f"{naive_id}-atp-changelog", settings.partitions, compacted=True)
-        result = run_dir / "naive-faust.json"
-        out["naive_faust_eps"] = _subprocess_rate(
-            stack, "naive Faust",
-            ["-m", "stockflow.bench_naive_faust", "--bootstrap", bootstrap, "--topic", topics.movements,
-             "--app-id", naive_id, "--data-dir", str(run_dir / "naive-faust-store"),
-             "--partitions", str(settings.partitions), "--expect", str(sizes.movements), "--warmup", str(warmup),
-             "--result", str(result)],
-            result, run_dir / "naive-faust.log", backlog_timeout)
+        out["naive_faust_eps"] = faust_baseline("naive Faust", naive_id, "naive-faust")
 
         # ---- the worker's Faust path with nothing to do (extra, not one of the issue's figures)
         say("faust_floor_eps: the worker's Faust path, no work")
-        floor_id = f"{prefix}-floor"
-        result = run_dir / "faust-floor.json"
-        extra["faust_floor_eps"] = _subprocess_rate(
-            stack, "Faust floor",
-            ["-m", "stockflow.bench_naive_faust", "--floor", "--bootstrap", bootstrap, "--topic", topics.movements,
-             "--app-id", floor_id, "--data-dir", str(run_dir / "faust-floor-store"),
-             "--partitions", str(settings.partitions), "--expect", str(sizes.movements), "--warmup", str(warmup),
-             "--result", str(result)],
-            result, run_dir / "faust-floor.log", backlog_timeout)
+        extra["faust_floor_eps"] = faust_baseline("Faust floor", f"{prefix}-floor", "faust-floor", "--floor")
         say(f"faust_floor_eps: {extra['faust_floor_eps']:,.0f} events/s")
 
         # ---- Quix Streams

@@ -10,8 +10,8 @@ With ``--floor`` it measures instead the floor of the worker's own Faust
 path (``faust_floor_eps``, an extra figure): Faust set up as the stockflow
 worker sets it up (its replacements of Faust's delivery loop,
 streams/delivery.py; the record bytes as they are, agents/batches.py's
-``RawSchema``; micro-batches of ``take_events`` with the worker's default
-size and wait), and nothing done with the events: no decode, no table, no
+``RawSchema``; micro-batches of ``take_events`` with the worker's size
+and wait), and nothing done with the events: no decode, no table, no
 output. No stockflow worker can ingest faster than that.
 
 Run as ``python -m stockflow.bench_naive_faust --bootstrap B --topic T
@@ -63,16 +63,16 @@ def build(args):
 
 def _floor(app, args, clock: Clock):
     from .agents.batches import RawSchema
-    from .settings import Settings
+    from .settings import load
     from .streams import delivery
 
     delivery.install()
-    defaults = Settings()
+    settings = load()  # the worker's, environment included
     topic = app.topic(args.topic, schema=RawSchema())
 
     @app.agent(topic, concurrency=1)
     async def floor(stream):
-        async for events in stream.take_events(defaults.batch_size, defaults.batch_within_s):
+        async for events in stream.take_events(settings.batch_size, settings.batch_within_s):
             for _ in events:
                 clock.tick()
 

@@ -187,7 +187,7 @@ async def drain_messages(self: Any, fetcher: Any) -> None:
 
 class LivePartitions:
     """Faust's live set of active partitions as the fetch sees it, except
-    that an empty set means none, never all.
+    that an empty set never stands for a paused partition.
 
     Faust hands aiokafka its live ``_active_partitions`` set, and aiokafka's
     ``fetched_records`` keeps looking at it while it waits, returning the
