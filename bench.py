@@ -375,8 +375,11 @@ def _order(i: int, prefix: str, skus: list[str], rng, occurred_at: str) -> tuple
     return oid, json.dumps(order).encode()
 
 
-def _first_decisions(bootstrap: str, topic: str, wanted: set[str], timeout: float) -> dict[str, int]:
-    """order_id -> Kafka timestamp (ms) of its first allocation record."""
+def _order_timestamps(bootstrap: str, topic: str, wanted: set[str], timeout: float,
+                      first_only: bool = False) -> dict[str, list[int]]:
+    """order_id -> Kafka timestamps (ms) of the topic's records about it,
+    in offset order; with ``first_only``, reading stops once every wanted
+    order has one."""
     from kafka import KafkaConsumer, TopicPartition
 
     consumer = KafkaConsumer(bootstrap_servers=bootstrap.split(","), group_id=None, enable_auto_commit=False,
@@ -387,19 +390,49 @@ def _first_decisions(bootstrap: str, topic: str, wanted: set[str], timeout: floa
         consumer.assign(tps)
         consumer.seek_to_beginning(*tps)
         ends = consumer.end_offsets(tps)
-        found: dict[str, int] = {}
+        found: dict[str, list[int]] = {}
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             for tp, records in consumer.poll(timeout_ms=500, max_records=5000).items():
                 for r in records:
                     oid = json.loads(r.value).get("order_id")
-                    if oid in wanted and oid not in found:
-                        found[oid] = r.timestamp
-            if len(found) == len(wanted) or all(consumer.position(tp) >= ends[tp] for tp in tps):
+                    if oid in wanted:
+                        found.setdefault(oid, []).append(r.timestamp)
+            if (first_only and len(found) == len(wanted)) or all(consumer.position(tp) >= ends[tp] for tp in tps):
                 return found
-        raise RuntimeError(f"allocations: read {len(found)} of {len(wanted)} decisions in {timeout:.0f}s")
+        raise RuntimeError(f"{topic}: read records of {len(found)} of {len(wanted)} orders in {timeout:.0f}s")
     finally:
         consumer.close()
+
+
+def _first_decisions(bootstrap: str, topic: str, wanted: set[str], timeout: float) -> dict[str, int]:
+    """order_id -> Kafka timestamp (ms) of its first allocation record."""
+    return {oid: ts[0] for oid, ts in _order_timestamps(bootstrap, topic, wanted, timeout, first_only=True).items()}
+
+
+HOPS = ("create_reserve", "reserve_answer", "answer_decision")
+
+
+def hop_latencies(created: dict[str, int], reserves: dict[str, list[int]], answers: dict[str, list[int]],
+                  decided: dict[str, int]) -> dict[str, list[float]]:
+    """Each order's way from create to decision, cut at its three hops
+    (record timestamps, ms): the order's worker sends its reserve requests
+    (``create_reserve``), the SKUs' owners answer (``reserve_answer``, to
+    the last answer before the decision), the order's worker decides
+    (``answer_decision``). The three add up to the order's latency. Orders
+    decided without a reserve request (nothing to reserve) are left out."""
+    hops: dict[str, list[float]] = {h: [] for h in HOPS}
+    for oid, t0 in created.items():
+        t3 = decided.get(oid)
+        sent = [t for t in reserves.get(oid, ()) if t <= (t3 or 0)]
+        heard = [t for t in answers.get(oid, ()) if sent and sent[0] <= t <= t3]
+        if t3 is None or not sent or not heard:
+            continue
+        t1, t2 = sent[0], max(heard)
+        hops["create_reserve"].append(float(t1 - t0))
+        hops["reserve_answer"].append(float(t2 - t1))
+        hops["answer_decision"].append(float(t3 - t2))
+    return hops
 
 
 def run(args) -> dict:
@@ -540,6 +573,7 @@ def run(args) -> dict:
         out["order_p99_ms"] = float(percentile(lat, 0.99))
         extra["latency_orders"] = n_lat
         extra["offered_rate"] = offered
+        _hops(bootstrap, topics, created, decided, slow, extra)
         worker.stop(signal.SIGTERM, 60)
 
         # ---- ingest of movement envelopes (extra, not one of the issue's figures)
@@ -552,6 +586,23 @@ def run(args) -> dict:
         extra["seconds"] = time.monotonic() - t_run
     extra.update(vars(sizes))
     return {"figures": _rounded(out), "extra": extra}
+
+
+def _hops(bootstrap: str, topics: Topics, created: dict[str, int], decided: dict[str, int], slow: float,
+          extra: dict) -> None:
+    """The latency orders' three hops (``hop_latencies``), p50 and p99 each
+    (extra figures: where an order's latency goes)."""
+    wanted = set(created)
+    hops = hop_latencies(created, _order_timestamps(bootstrap, topics.sku_commands, wanted, slow * 120),
+                         _order_timestamps(bootstrap, topics.order_events, wanted, slow * 120), decided)
+    extra["hop_orders"] = len(hops[HOPS[0]])
+    if not extra["hop_orders"]:
+        return
+    for h in HOPS:
+        extra[f"hop_{h}_p50_ms"] = float(percentile(hops[h], 0.50))
+        extra[f"hop_{h}_p99_ms"] = float(percentile(hops[h], 0.99))
+    say("order hops (p50 / p99 ms): " + ", ".join(
+        f"{h.replace('_', ' to ')} {extra[f'hop_{h}_p50_ms']:,.0f} / {extra[f'hop_{h}_p99_ms']:,.0f}" for h in HOPS))
 
 
 def _envelope_ingest(producer: "Producer", worker: LocalWorker, bootstrap: str, topics: Topics, skus: list[str],
@@ -740,6 +791,7 @@ def doc_section(res: dict, machine: str, command: str, when: str) -> str:
         f"keys ({x['rss_skus']:,} SKUs x {min(x['nodes'], x['rss_keys_loaded'])} nodes, one `count` each).\n\n"
         f"| figure | value | what |\n|---|---|---|\n{rows}\n"
         f"{_floor_text(x)}"
+        f"{_hops_text(x)}"
         f"{_envelope_text(x)}"
         f"{DOC_END}"
     )
@@ -751,6 +803,16 @@ def _floor_text(x: dict) -> str:
     return (f"\nFaust's floor (not one of the issue's figures): Faust set up as the worker sets it up, taking the "
             f"same backlog in the worker's micro-batches and doing nothing with it, took "
             f"{x['faust_floor_eps']:,.0f} events/s: no worker on this Faust path can ingest faster.\n")
+
+
+def _hops_text(x: dict) -> str:
+    if not x.get("hop_orders"):
+        return ""
+    cut = ", ".join(f"{what} {x[f'hop_{h}_p50_ms']:,.0f} / {x[f'hop_{h}_p99_ms']:,.0f} ms" for h, what in zip(
+        HOPS, ("create to reserve requests (the order's worker)", "requests to the last answer (the SKUs' owners)",
+               "last answer to decision (the order's worker)")))
+    return (f"\nWhere the latency orders' time went (not one of the issue's figures; p50 / p99 of each hop, from "
+            f"record timestamps, {x['hop_orders']:,} orders): {cut}.\n")
 
 
 def _envelope_text(x: dict) -> str:

@@ -55,6 +55,15 @@ def test_bench_json_has_exactly_the_figures(kafka_bootstrap, tmp_path):
     # the extra floor figure: the worker's Faust path with nothing to do, reported in the progress
     floor = re.search(r"faust_floor_eps: ([0-9,]+) events/s", proc.stderr)
     assert floor and int(floor.group(1).replace(",", "")) > 0, proc.stderr[-2000:]
+    # the extra hop figures: every latency order's create-to-decision cut at its three hops
+    # (the progress console wraps long lines: any whitespace between words)
+    hops = re.search(r"order\s+hops\s+\(p50\s+/\s+p99\s+ms\):\s+create\s+to\s+reserve\s+(\d[\d,]*)\s+/\s+(\d[\d,]*),"
+                     r"\s+reserve\s+to\s+answer\s+(\d[\d,]*)\s+/\s+(\d[\d,]*),\s+answer\s+to\s+decision\s+"
+                     r"(\d[\d,]*)\s+/\s+(\d[\d,]*)", proc.stderr)
+    assert hops, proc.stderr[-2000:]
+    p50s = [int(hops.group(i).replace(",", "")) for i in (1, 3, 5)]
+    # each hop is a part of the whole: no hop's median above the whole's p99
+    assert all(0 <= v <= figures["order_p99_ms"] for v in p50s), (p50s, figures)
     doc_after = bench.DOC_PATH.read_text() if bench.DOC_PATH.exists() else None
     assert doc_after == doc_before
     # the run's topics (stockflow's, the baselines', Quix's) are gone: left
@@ -87,6 +96,32 @@ def test_doc_section_replaces_only_between_markers(tmp_path):
     text = doc.read_text()
     assert "new figures" in text and "old" not in text
     assert text.startswith("# B\n\nintro\n\n") and text.endswith("\n\nanalysis stays\n")
+
+
+def test_hop_latencies_cut_each_order_at_its_hops_and_add_up():
+    created = {"a": 1000, "b": 1000, "c": 1000, "d": 1000}
+    reserves = {"a": [1010, 1010, 1011], "b": [1020], "d": [1005, 1900]}  # c reserved nothing; d: a later release
+    answers = {"a": [1030, 1025, 1200], "b": [1050], "d": [1040]}  # a: an answer after its decision
+    decided = {"a": 1100, "b": 1060, "c": 1001, "d": 1045}
+    hops = bench.hop_latencies(created, reserves, answers, decided)
+    assert hops == {"create_reserve": [10.0, 20.0, 5.0], "reserve_answer": [20.0, 30.0, 35.0],
+                    "answer_decision": [70.0, 10.0, 5.0]}
+    for i, oid in enumerate(("a", "b", "d")):
+        assert sum(hops[h][i] for h in bench.HOPS) == decided[oid] - created[oid]
+
+
+def test_the_generated_section_names_the_hops_when_measured():
+    figures = {k: 1.0 for k in KEYS}
+    extra = {"seconds": 10, "movements": 100, "skus": 10, "nodes": 5, "orders": 10, "latency_orders": 20, "rate": 50,
+             "offered_rate": 50, "rss_keys_loaded": 50, "rss_skus": 10}
+    hops = {"hop_orders": 20, "hop_create_reserve_p50_ms": 21.0, "hop_create_reserve_p99_ms": 80.0,
+            "hop_reserve_answer_p50_ms": 19.0, "hop_reserve_answer_p99_ms": 45.0,
+            "hop_answer_decision_p50_ms": 24.0, "hop_answer_decision_p99_ms": 1_250.0}
+    without = bench.doc_section({"figures": figures, "extra": extra}, "m", "stockflow bench", "now")
+    with_hops = bench.doc_section({"figures": figures, "extra": {**extra, **hops}}, "m", "stockflow bench", "now")
+    assert "hop" not in without
+    assert "create to reserve requests (the order's worker) 21 / 80 ms" in with_hops
+    assert "last answer to decision (the order's worker) 24 / 1,250 ms" in with_hops
 
 
 def test_the_generated_section_names_the_faust_floor_when_measured():
