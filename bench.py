@@ -424,9 +424,11 @@ def hop_latencies(created: dict[str, int], reserves: dict[str, list[int]], answe
     hops: dict[str, list[float]] = {h: [] for h in HOPS}
     for oid, t0 in created.items():
         t3 = decided.get(oid)
-        sent = [t for t in reserves.get(oid, ()) if t <= (t3 or 0)]
+        if t3 is None:
+            continue
+        sent = [t for t in reserves.get(oid, ()) if t <= t3]
         heard = [t for t in answers.get(oid, ()) if sent and sent[0] <= t <= t3]
-        if t3 is None or not sent or not heard:
+        if not heard:
             continue
         t1, t2 = sent[0], max(heard)
         hops["create_reserve"].append(float(t1 - t0))
