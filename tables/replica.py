@@ -29,6 +29,16 @@ log = logging.getLogger(__name__)
 
 
 class Replica:
+    # How long the broker holds a fetch that finds nothing new, once the
+    # view is ready. New records answer it at once whatever this is
+    # (fetch.min.bytes is 1), so it only sets how often an idle view asks
+    # again. Until ready, and for a view whose other requests share the
+    # fetch's connection (``catch_up``'s end offsets), it stays short: the
+    # broker answers a connection's requests in order, so a seek's or an
+    # end-offsets request would wait behind the parked fetch.
+    fetch_max_wait_ms = 20
+    FETCH_MAX_WAIT_STARTING_MS = 20
+
     def __init__(self, topic: str, client_kwargs: Mapping) -> None:
         self.topic = topic
         self.client_kwargs = dict(client_kwargs)
@@ -49,7 +59,7 @@ class Replica:
             group_id=None,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
-            fetch_max_wait_ms=20,
+            fetch_max_wait_ms=self.FETCH_MAX_WAIT_STARTING_MS,
             **self.client_kwargs,
         )
         await consumer.start()
@@ -73,6 +83,10 @@ class Replica:
             while not await self._reached(end):
                 await self._poll()
             self.ready.set()
+            # aiokafka reads it for each fetch request it builds.
+            fetcher = getattr(consumer, "_fetcher", None)
+            if fetcher is not None and hasattr(fetcher, "_fetch_max_wait_ms"):
+                fetcher._fetch_max_wait_ms = self.fetch_max_wait_ms
             while True:
                 await self._poll()
         finally:
@@ -146,6 +160,11 @@ def atp_key(sku: str, node_id: str) -> bytes:
 class AtpView(Replica):
     """sku -> node_id -> ATP. Values are ASCII integers; owners write them."""
 
+    # Nothing but fetches after the start (no ``catch_up``): at 20 ms, the
+    # idle views' fetches were most of an idle worker's 10% of a core
+    # (docs/benchmarks.md, session 16).
+    fetch_max_wait_ms = 500
+
     def __init__(self, topic: str, client_kwargs: Mapping) -> None:
         super().__init__(topic, client_kwargs)
         self.by_sku: dict[str, dict[str, int]] = {}
@@ -180,6 +199,8 @@ class CapacityView(Replica):
     limit: orders planned at the same moment on different workers may both
     count a node's last slot (it is not worth a round trip per order).
     """
+
+    fetch_max_wait_ms = 500  # as AtpView's
 
     def __init__(self, topic: str, client_kwargs: Mapping) -> None:
         super().__init__(topic, client_kwargs)
