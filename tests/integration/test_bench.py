@@ -110,26 +110,27 @@ def test_hop_latencies_cut_each_order_at_its_hops_and_add_up():
         assert sum(hops[h][i] for h in bench.HOPS) == decided[oid] - created[oid]
 
 
+def _section(**extra) -> str:
+    """The generated section of a run with the base sizes plus ``extra``."""
+    base = {"seconds": 10, "movements": 100, "skus": 10, "nodes": 5, "orders": 10, "latency_orders": 20, "rate": 50,
+            "offered_rate": 50, "rss_keys_loaded": 50, "rss_skus": 10}
+    return bench.doc_section({"figures": {k: 1.0 for k in KEYS}, "extra": {**base, **extra}}, "m", "stockflow bench",
+                             "now")
+
+
 def test_the_generated_section_names_the_hops_when_measured():
-    figures = {k: 1.0 for k in KEYS}
-    extra = {"seconds": 10, "movements": 100, "skus": 10, "nodes": 5, "orders": 10, "latency_orders": 20, "rate": 50,
-             "offered_rate": 50, "rss_keys_loaded": 50, "rss_skus": 10}
     hops = {"hop_orders": 20, "hop_create_reserve_p50_ms": 21.0, "hop_create_reserve_p99_ms": 80.0,
             "hop_reserve_answer_p50_ms": 19.0, "hop_reserve_answer_p99_ms": 45.0,
             "hop_answer_decision_p50_ms": 24.0, "hop_answer_decision_p99_ms": 1_250.0}
-    without = bench.doc_section({"figures": figures, "extra": extra}, "m", "stockflow bench", "now")
-    with_hops = bench.doc_section({"figures": figures, "extra": {**extra, **hops}}, "m", "stockflow bench", "now")
+    without = _section()
+    with_hops = _section(**hops)
     assert "hop" not in without
     assert "create to reserve requests (the order's worker) 21 / 80 ms" in with_hops
     assert "last answer to decision (the order's worker) 24 / 1,250 ms" in with_hops
 
 
 def test_the_generated_section_names_the_faust_floor_when_measured():
-    figures = {k: 1.0 for k in KEYS}
-    extra = {"seconds": 10, "movements": 100, "skus": 10, "nodes": 5, "orders": 10, "latency_orders": 20, "rate": 50,
-             "offered_rate": 50, "rss_keys_loaded": 50, "rss_skus": 10}
-    without = bench.doc_section({"figures": figures, "extra": extra}, "m", "stockflow bench", "now")
-    with_floor = bench.doc_section({"figures": figures, "extra": {**extra, "faust_floor_eps": 29_431.6}}, "m",
-                                   "stockflow bench", "now")
+    without = _section()
+    with_floor = _section(faust_floor_eps=29_431.6)
     assert "Faust's floor" not in without
     assert "took 29,432 events/s" in with_floor
