@@ -36,8 +36,8 @@ class Replica:
     # fetch's connection (``catch_up``'s end offsets), it stays short: the
     # broker answers a connection's requests in order, so a seek's or an
     # end-offsets request would wait behind the parked fetch.
-    fetch_max_wait_ms = 20
     FETCH_MAX_WAIT_STARTING_MS = 20
+    fetch_max_wait_ms = FETCH_MAX_WAIT_STARTING_MS
 
     def __init__(self, topic: str, client_kwargs: Mapping) -> None:
         self.topic = topic
