@@ -31,6 +31,9 @@ class Settings(BaseSettings):
     # SKU documents kept decoded (tables/stock.py): each costs about 20 KB
     # at 50 nodes, and 10,000 took the bench's peak RSS from 365 to 573 MB.
     decoded_skus: int = Field(10_000, ge=0)
+    # Container allocations that start one of Python's young garbage
+    # collections in a worker (collector.py); 0 keeps Python's 700.
+    gc_threshold: int = Field(50_000, ge=0)
     commit_interval_s: float = Field(1.0, gt=0)
     # How long the producer waits to fill a batch; each hop of an order
     # waits that long too. 2 ms showed no measurable gain in the ingest
