@@ -4,7 +4,7 @@ Why: a worker's heap is large and churns (the decoded SKU documents of
 tables/stock.py, the replicated views, each batch's new states), and with
 Python's default thresholds (700, 10, 10) its collector ran a full
 collection every second or so, each walking every tracked object: 9.0 of
-44.9 s of a worker's CPU in the ingest and orders phases of the bench
+44.9 s of a worker's CPU in a bench run of 200,000 movements
 (docs/benchmarks.md, session 17). Reference counting frees almost all of a
 worker's garbage anyway; the collector is only for cycles, so it can run
 far less often.
