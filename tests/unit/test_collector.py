@@ -23,7 +23,7 @@ class Node:
     pass
 
 
-def test_a_worker_gets_the_setting_and_freezes_what_exists(restore_gc):
+def test_tuning_sets_the_threshold_and_freezes_what_exists(restore_gc):
     already = Node()
     assert collector.tune(50_000) == (50_000, 10, 10)
     assert gc.get_threshold() == (50_000, 10, 10)
