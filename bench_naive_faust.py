@@ -8,11 +8,11 @@ outputs: the per-event cost of the framework itself.
 
 With ``--floor`` it measures instead the floor of the worker's own Faust
 path (``faust_floor_eps``, an extra figure): Faust set up as the stockflow
-worker sets it up (its replacements of Faust's delivery loop,
-streams/delivery.py; the record bytes as they are, agents/batches.py's
-``RawSchema``; micro-batches of ``take_events`` with the worker's size
-and wait), and nothing done with the events: no decode, no table, no
-output. No stockflow worker can ingest faster than that.
+worker sets it up (its replacement of Faust's delivery loop,
+streams/delivery.py, handing the records to an inbox, streams/inbox.py;
+micro-batches of the worker's size and wait; Faust events over the record
+bytes as they are), and nothing done with the events: no decode, no table,
+no output. No stockflow worker can ingest faster than that.
 
 Run as ``python -m stockflow.bench_naive_faust --bootstrap B --topic T
 --app-id A --data-dir D --expect N --result F [--floor]``; when the agent
@@ -62,17 +62,18 @@ def build(args):
 
 
 def _floor(app, args, clock: Clock):
-    from .agents.batches import RawSchema
     from .settings import load
     from .streams import delivery
+    from .streams.inbox import open_inbox, take_batches
 
     delivery.install()
     settings = load()  # the worker's, environment included
-    topic = app.topic(args.topic, schema=RawSchema())
+    open_inbox(app, [args.topic])
+    topic = app.topic(args.topic, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
 
     @app.agent(topic, concurrency=1)
     async def floor(stream):
-        async for events in stream.take_events(settings.batch_size, settings.batch_within_s):
+        async for events in take_batches(app, stream.channel, settings.batch_size, settings.batch_within_s):
             for _ in events:
                 clock.tick()
 

@@ -6,13 +6,13 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
-import faust
 
 from .. import metrics
 from ..app import committed_or_start, hold_back, seek_in_order, seeked_generation
 from ..domain.idempotency import Seen, classify, dedupe_key, position
 from ..streams.codec import decode, decode_key
 from ..streams.exceptions import DecodeError
+from ..streams.inbox import open_inbox, take_batches
 from ..tables import writes as table_writes
 from ..tables.context import bind_event
 from . import trace
@@ -29,29 +29,14 @@ SEEK_WAIT_S = 60.0
 RESEEK_CHECK_S = 0.5
 
 
-class RawSchema(faust.Schema):
-    """Keys and values as the record carries them (bytes, or None): what
-    Faust's raw codecs return for bytes, without the per-record serializer
-    registry calls and ``app.conf`` reads of ``Schema.compile``'s decode
-    (about 5% of the worker in the orders profile, docs/benchmarks.md). We
-    decode the bytes ourselves (streams/codec.py)."""
-
-    def __init__(self) -> None:
-        super().__init__(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
-
-    def compile(self, app: Any, *, on_key_decode_error: Any = None, on_value_decode_error: Any = None,
-                default_propagate: bool = False) -> Any:
-        event_class = app.conf.Event  # read once here, not once per record
-
-        async def decode(message: Any, *, propagate: bool = default_propagate) -> Any:
-            return event_class(app, message.key, message.value, message.headers, message)
-
-        return decode
-
-
 def raw_topics(rt: "Runtime", *names: str) -> Any:
-    """One Faust channel over several topics, bytes in and out (we decode)."""
-    return rt.app.topic(*names, schema=RawSchema())
+    """One Faust channel over several topics, bytes in and out (we decode),
+    and the inbox their records reach the agent through (streams/inbox.py),
+    opened now, before the worker fetches. Faust never decodes these
+    records: the inbox hands over the record, and we decode its bytes
+    ourselves (streams/codec.py)."""
+    open_inbox(rt.app, names)
+    return rt.app.topic(*names, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
 
 
 async def run_batches(rt: "Runtime", stream: Any, new_batch: Callable[[], Any],
@@ -80,7 +65,18 @@ async def _seek_again_while_holes_stay(rt: "Runtime", order: InOrder) -> None:
 
 async def _batches(rt: "Runtime", stream: Any, new_batch: Callable[[], Any], handlers: dict[str, Handler],
                    flush: Callable[["Runtime", Any], None], order: InOrder) -> None:
-    async for events in stream.take_events(rt.settings.batch_size, rt.settings.batch_within_s):
+    batches = take_batches(rt.app, stream.channel, rt.settings.batch_size, rt.settings.batch_within_s)
+    try:
+        await _each_batch(rt, batches, new_batch, handlers, flush, order)
+    finally:
+        # Now, not when the generator is collected: a batch an exception left
+        # is held back at once (streams/inbox.py).
+        await batches.aclose()
+
+
+async def _each_batch(rt: "Runtime", batches: Any, new_batch: Callable[[], Any], handlers: dict[str, Handler],
+                      flush: Callable[["Runtime", Any], None], order: InOrder) -> None:
+    async for events in batches:
         producer = rt.app.producer._ensure_producer()  # aiokafka's, for its batch API
         batch = new_batch()
         # This agent's table writes of this batch (tables/writes.py).

@@ -18,12 +18,18 @@ things (docs/benchmarks.md, session 15): the fetch waits 10 ms, not a
 second, while a partition is out of it for its queue's pressure
 (``drain_messages`` says why), and the conductor's per-record check of
 the producer buffer reads its size without settings lookups.
+
+Records of the stock and orders agents' topics skip the conductor and
+Faust's stream altogether: they go straight to the agent's inbox
+(streams/inbox.py says why and which of the stream's rules it keeps).
 """
 
 from __future__ import annotations
 
 import asyncio
 from typing import Any, Callable, cast
+
+from .inbox import inboxes
 
 # How often a delivery blocked on a full channel queue looks for room.
 ROOM_POLL_S = 0.001
@@ -118,6 +124,11 @@ async def drain_messages(self: Any, fetcher: Any) -> None:
     # restored store lacked them for good (docs/reliability.md, bug 21).
     changelogs = frozenset(app.tables.changelog_topics)
 
+    # Records of an agent's topics go to its inbox (streams/inbox.py), not
+    # through the conductor to Faust's stream.
+    inbox_of = inboxes(app).get
+    flow_active = app.flow_control.is_active
+
     yield_every = 100
     num_since_yield = 0
     sleep = asyncio.sleep
@@ -155,6 +166,22 @@ async def drain_messages(self: Any, fetcher: Any) -> None:
                             if self._n_acked >= commit_every:
                                 self._n_acked = 0
                                 await self.commit()
+                        inbox = inbox_of(tp.topic)
+                        if inbox is not None:
+                            if not flow_active():
+                                # The conductor waits for flow control too:
+                                # records put before a recovery ends are
+                                # cleared by its resume.
+                                await self.wait_first(app.flow_control.acquire(), self.suspend_flow.wait())
+                            if inbox.full():
+                                await self.wait_first(inbox.room(), self.suspend_flow.wait())
+                            # Suspended: a rebalance began, and the group's
+                            # seek fetches the record again (as the conductor's
+                            # delivery is cut short by the suspend).
+                            if not suspended():
+                                inbox.put(message)
+                            set_read_offset(tp, offset)
+                            continue
                         blocker = None if suspended() else _blocker(app, conductor, tp, backlog)
                         if isinstance(blocker, list):
                             # Only a full queue: wait for room once, as

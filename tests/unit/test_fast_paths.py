@@ -387,24 +387,22 @@ def test_reading_again_only_ever_goes_back():
     assert rec._stockflow_rewind[flaky] == (7, 0, 0.0, 1)  # still ours: wait, and ask again later
 
 
-def test_raw_topics_hand_over_the_record_bytes_as_they_are():
-    """agents/batches.py's RawSchema: what Faust's raw codecs gave, without
-    their per-record registry calls; clones (an agent's iterator channel)
-    keep it."""
+def test_raw_topics_open_one_inbox_for_the_agents_topics():
+    """agents/batches.py's raw_topics: the channel Faust subscribes, bytes
+    as they are, and the inbox its records go to instead of the conductor
+    (streams/inbox.py), open before any fetch."""
     import faust
 
-    from stockflow.agents.batches import RawSchema
+    from stockflow.agents.batches import raw_topics
+    from stockflow.streams.inbox import inboxes
 
-    app = faust.App("raw-schema-test", broker="kafka://127.0.0.1:1")
-    topic = app.topic("a", "b", schema=RawSchema()).clone(is_iterator=True)
-    assert isinstance(topic.schema, RawSchema)
+    app = faust.App("raw-topics-test", broker="kafka://127.0.0.1:1")
+    topic = raw_topics(SimpleNamespace(app=app), "a", "b").clone(is_iterator=True)
     assert (topic.key_type, topic.value_type, topic.key_serializer, topic.value_serializer) == \
         (bytes, bytes, "raw", "raw")
-    for key, value in ((b"k", b'{"not": "decoded"}'), (None, None), (b"\xff\xfe", b"\x00garbage")):
-        message = SimpleNamespace(key=key, value=value, headers=[("h", b"1")])
-        event = asyncio.run(topic.decode(message))
-        assert isinstance(event, faust.Event)
-        assert (event.key, event.value, event.headers, event.message) == (key, value, {"h": b"1"}, message)
+    held = inboxes(app)
+    assert set(held) == {"a", "b"} and held["a"] is held["b"]
+    assert held["a"].maxsize == app.conf.stream_buffer_maxsize
 
 
 # Bug 23 (docs/reliability.md): what aiokafka's fetch returns when Faust's
