@@ -174,7 +174,7 @@ async def drain_messages(self: Any, fetcher: Any) -> None:
                                 # cleared by its resume.
                                 await self.wait_first(app.flow_control.acquire(), self.suspend_flow.wait())
                             if inbox.full():
-                                await self.wait_first(inbox.room(), self.suspend_flow.wait())
+                                await self.wait_first(_room([inbox]), self.suspend_flow.wait())
                             # Suspended: a rebalance began, and the group's
                             # seek fetches the record again (as the conductor's
                             # delivery is cut short by the suspend).

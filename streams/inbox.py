@@ -35,9 +35,6 @@ import asyncio
 from collections import deque
 from typing import Any, Iterable
 
-# How often a delivery blocked on a full inbox looks for room.
-ROOM_POLL_S = 0.001
-
 
 class Inbox:
     def __init__(self, app: Any, topics: Iterable[str], maxsize: int) -> None:
@@ -51,6 +48,8 @@ class Inbox:
 
     def __len__(self) -> int:
         return len(self._records)
+
+    qsize = __len__  # as a queue's, for streams/delivery.py's wait for room
 
     def full(self) -> bool:
         return len(self._records) >= self.maxsize
@@ -66,12 +65,6 @@ class Inbox:
         the records were never tracked, so nothing waits for their ack,
         and the group's seek fetches them again."""
         self._records.clear()
-
-    async def room(self) -> None:
-        """Until the inbox is at most three quarters full (streams/delivery.py's
-        ``_room`` says why not one free slot)."""
-        while len(self._records) > self.maxsize * 3 // 4:
-            await asyncio.sleep(ROOM_POLL_S)
 
     async def take(self, max_: int, within: float) -> list:
         """Up to ``max_`` records, as ``take_events`` hands them: at once when

@@ -14,6 +14,7 @@ from types import SimpleNamespace
 import pytest
 from mode.utils.queues import FlowControlEvent
 
+from stockflow.streams.delivery import _room
 from stockflow.streams.inbox import Inbox, open_inbox, take_batches
 
 
@@ -125,7 +126,7 @@ def test_full_and_room(make_app):
         for i in range(4):
             inbox.put(Record("t", i))
         full = inbox.full()
-        waiting = asyncio.ensure_future(inbox.room())
+        waiting = asyncio.ensure_future(_room([inbox]))  # the fetch loop's wait
         await asyncio.sleep(0.01)
         blocked = not waiting.done()
         await inbox.take(1, 0.01)  # 3 left: three quarters of 4
