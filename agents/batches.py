@@ -6,7 +6,6 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
-
 from .. import metrics
 from ..app import committed_or_start, hold_back, seek_in_order, seeked_generation
 from ..domain.idempotency import Seen, classify, dedupe_key, position
