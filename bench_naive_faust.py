@@ -62,14 +62,14 @@ def build(args):
 
 
 def _floor(app, args, clock: Clock):
+    from .agents.batches import raw_topics
     from .settings import load
     from .streams import delivery
-    from .streams.inbox import open_inbox, take_batches
+    from .streams.inbox import take_batches
 
     delivery.install()
     settings = load()  # the worker's, environment included
-    open_inbox(app, [args.topic])
-    topic = app.topic(args.topic, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
+    topic = raw_topics(app, args.topic)  # the worker's agents' declaration, inbox included
 
     @app.agent(topic, concurrency=1)
     async def floor(stream):

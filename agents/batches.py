@@ -28,14 +28,14 @@ SEEK_WAIT_S = 60.0
 RESEEK_CHECK_S = 0.5
 
 
-def raw_topics(rt: "Runtime", *names: str) -> Any:
+def raw_topics(app: Any, *names: str) -> Any:
     """One Faust channel over several topics, bytes in and out (we decode),
     and the inbox their records reach the agent through (streams/inbox.py),
     opened now, before the worker fetches. Faust never decodes these
     records: the inbox hands over the record, and we decode its bytes
     ourselves (streams/codec.py)."""
-    open_inbox(rt.app, names)
-    return rt.app.topic(*names, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
+    open_inbox(app, names)
+    return app.topic(*names, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
 
 
 async def run_batches(rt: "Runtime", stream: Any, new_batch: Callable[[], Any],

@@ -280,7 +280,7 @@ def register(rt: "Runtime") -> None:
     rt.extras["pick"] = make_pick(rt)
     handlers = {rt.topics.movements: handle_movement, rt.topics.sku_commands: handle_command}
 
-    @rt.app.agent(raw_topics(rt, *handlers), name="stock", concurrency=1)
+    @rt.app.agent(raw_topics(rt.app, *handlers), name="stock", concurrency=1)
     async def stock(stream):
         await rt.node_view.ready.wait()
         await run_batches(rt, stream, StockBatch, handlers, flush)

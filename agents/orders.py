@@ -212,7 +212,7 @@ def register(rt: "Runtime") -> None:
         rt.topics.order_events: handle_reply,
     }
 
-    @rt.app.agent(raw_topics(rt, *handlers), name="orders", concurrency=1)
+    @rt.app.agent(raw_topics(rt.app, *handlers), name="orders", concurrency=1)
     async def orders(stream):
         await rt.node_view.ready.wait()
         await rt.atp_view.ready.wait()

@@ -397,7 +397,7 @@ def test_raw_topics_open_one_inbox_for_the_agents_topics():
     from stockflow.streams.inbox import inboxes
 
     app = faust.App("raw-topics-test", broker="kafka://127.0.0.1:1")
-    topic = raw_topics(SimpleNamespace(app=app), "a", "b").clone(is_iterator=True)
+    topic = raw_topics(app, "a", "b").clone(is_iterator=True)
     assert (topic.key_type, topic.value_type, topic.key_serializer, topic.value_serializer) == \
         (bytes, bytes, "raw", "raw")
     held = inboxes(app)
