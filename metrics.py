@@ -74,5 +74,18 @@ CONSUMER_LAG = Gauge(
 READY = Gauge("stockflow_ready", "1 once table recovery has finished", registry=REGISTRY)
 
 
+_CHILDREN: dict = {}
+
+
+def labelled(metric, *values: str):
+    """``metric.labels(*values)``, looked up once: ``labels`` validates and
+    takes a lock on every call, and the hot paths call it per record."""
+    key = (metric, values)
+    child = _CHILDREN.get(key)
+    if child is None:
+        child = _CHILDREN[key] = metric.labels(*values)
+    return child
+
+
 def exposition() -> bytes:
     return generate_latest(REGISTRY)

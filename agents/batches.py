@@ -89,7 +89,7 @@ async def _each_batch(rt: "Runtime", batches: Any, new_batch: Callable[[], Any],
             bind_event(event)
             if trace.TRACE:
                 trace.handled(event.message)
-            metrics.EVENTS_PROCESSED.labels(event.message.topic).inc()
+            metrics.labelled(metrics.EVENTS_PROCESSED, event.message.topic).inc()
             await handlers[event.message.topic](rt, event, batch)
         # The states first, each carrying the records its batch decided (its
         # outbox: agents/outbox.py says why); only once they are in the

@@ -141,4 +141,4 @@ class Emitter:
 
 def observe_latency(topic: str, record_timestamp_s: float | None) -> None:
     if record_timestamp_s:
-        metrics.PROCESSING_LATENCY.labels(topic).observe(max(0.0, time.time() - record_timestamp_s))
+        metrics.labelled(metrics.PROCESSING_LATENCY, topic).observe(max(0.0, time.time() - record_timestamp_s))

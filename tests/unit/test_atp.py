@@ -1,8 +1,10 @@
+from dataclasses import fields, replace
 from datetime import datetime, timezone
 
 import pytest
 
 from stockflow.domain.atp import (
+    Backorder,
     NodeStock,
     SkuState,
     apply_movement,
@@ -12,6 +14,7 @@ from stockflow.domain.atp import (
     expected_supply,
     future_atp,
     network_atp,
+    Supply,
 )
 from stockflow.streams.events import InventoryMovement, Node
 
@@ -116,6 +119,42 @@ def test_network_atp_sums_nodes():
     assert rows == [
         {"sku": "SKU1", "node_id": "A", "on_hand": 5, "reserved": 0, "safety_stock": 1, "atp": 4, "network_atp": 11}
     ]
+
+
+def test_network_atp_is_the_sum_of_each_nodes_atp():
+    # network_atp writes atp's rule out inline (a hot path): both must agree
+    # on unknown, inactive, short and negative nodes.
+    state = SkuState("SKU1", stock={"A": NodeStock(5, 1), "B": NodeStock(-3, 0), "C": NodeStock(4, 6),
+                                    "D": NodeStock(8, 0), "E": NodeStock(9, 2), "F": NodeStock(3, 0)})
+    nodes = {"A": node("A", safety=1), "B": node("B"), "C": node("C"), "D": node("D", active=False),
+             "E": node("E", safety=3)}
+    assert network_atp(state, nodes) == sum(atp(s, nodes.get(n)) for n, s in state.stock.items()) == 3 + 4
+
+
+def test_a_movement_keeps_every_other_field_of_the_state():
+    # apply_movement builds the new state field by field (not ``replace``):
+    # a field added to SkuState and not carried over would fail here.
+    values = {
+        "stock": {"N1": NodeStock(5, 1)},
+        "supply": {"P1": Supply("N1", 4, "2026-12-01T00:00:00+00:00")},
+        "reservations": {"O1": {"N1": 1}},
+        "attempts": {"O1": 2},
+        "backorders": (Backorder("2026-11-22T00:00:00+00:00", "O2", "L1", 1, "ship"),),
+        "owed": {"O3": {"N1": 1}},
+        "offsets": {SRC: 3},
+    }
+    assert set(values) | {"sku"} == {f.name for f in fields(SkuState)}
+    state = SkuState("SKU1", **values)
+    for result in (apply_movement(state, mv("receipt", 2, node_id="N2"), SRC, 9),
+                   apply_movements(replace(state, reservations={}, backorders=()), [mv("receipt", 2, node_id="N2")],
+                                   SRC, 9)):
+        moved = result.state
+        for name in values.keys() - {"stock", "offsets", "reservations", "backorders"}:
+            assert getattr(moved, name) == values[name], name
+        assert moved.stock == {"N1": NodeStock(5, 1), "N2": NodeStock(2, 0)}
+        assert moved.offsets == {SRC: 9}
+    assert apply_movement(state, mv("receipt", 2), SRC, 9).state.reservations == values["reservations"]
+    assert apply_movement(state, mv("receipt", 2), SRC, 9).state.backorders == values["backorders"]
 
 
 def test_changed_and_short_nodes_reported():

@@ -40,6 +40,7 @@ class Table:  # hashable, as Faust's tables are: pending writes are keyed by tab
     def __init__(self, store: Store) -> None:
         self.name = "stock"
         self.data = store
+        self.is_global = self.use_partitioner = False  # a partitioned table, as the stock table is
         self.changelog_topic = SimpleNamespace(get_topic_name=lambda: "sf-stock-changelog")
 
 
