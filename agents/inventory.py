@@ -11,14 +11,15 @@ changed (the last figures win).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from .. import metrics
 from ..domain import reservations as owner
-from ..domain.atp import Backorder, SkuState, advance, apply_movement, apply_movements, availability_rows
+from ..domain.atp import (Backorder, SkuState, advance, apply_movement, apply_movements, availability_rows,
+                          evolve)
 from ..domain.idempotency import Seen
 from ..domain.sourcing import LineRequest, SourcingRequest, source
 from ..streams.codec import datetime_text, decode_key, encode, encode_availability
@@ -240,7 +241,7 @@ async def handle_command(rt: "Runtime", event: Any, batch: StockBatch) -> None:
     if result.oversell:
         metrics.OVERSELL_VIOLATIONS.inc(result.oversell)
     offsets = advance(result.state.offsets, source_tp, msg.offset)
-    batch.keep(replace(result.state, offsets=offsets), event, result.changed_nodes)
+    batch.keep(evolve(result.state, offsets=offsets), event, result.changed_nodes)
     batch.decided(sku, source_tp, msg.offset)
     _reply(rt, batch, sku, result.replies)
 

@@ -34,6 +34,10 @@ class Outbox:
         self.inputs: dict[str, list[list]] = {}  # key -> [[source, offset], ...] decided in this batch
         self.stored_box: dict[str, dict | None] = {}  # key -> outbox of its last written state
         self.resent: set[str] = set()  # keys whose stored records this batch sends again
+        # partition -> its "sent through" mark, read once a batch: the mark
+        # is written only after the batch's handlers ran (agents/batches.py),
+        # and a batch of replies reads it for nearly every key it loads.
+        self.sent_marks: dict[int, dict[str, int]] = {}
 
     def remember_stored(self, rt: "Runtime", key: str, box: dict | None) -> None:
         """Called when a batch first reads the key's state. Records the state
@@ -46,7 +50,7 @@ class Outbox:
         if key in self.stored_box:
             return
         self.stored_box[key] = box
-        if box and box["records"] and not _known_sent(rt, box):
+        if box and box["records"] and not _known_sent(rt, box, self.sent_marks):
             self.resent.add(key)
             for record in box["records"]:
                 self.outbox.setdefault(key, []).append(list(record))
@@ -92,11 +96,13 @@ class Outbox:
         return True
 
 
-def _known_sent(rt: "Runtime", box: dict) -> bool:
+def _known_sent(rt: "Runtime", box: dict, marks: dict[int, dict[str, int]]) -> bool:
     """Whether every input of a stored outbox is at or below the partition's
     "sent through" mark (agents/batches.py:_mark_sent): its records went out.
     Every input of a key comes from the same partition number (the topics
     are co-partitioned), which is also the bound event's."""
     partition = int(box["inputs"][0][0].rsplit(":", 1)[1])
-    sent = rt.seen.sent_through(partition)
+    sent = marks.get(partition)
+    if sent is None:
+        sent = marks[partition] = rt.seen.sent_through(partition)
     return all(offset <= sent.get(source, -1) for source, offset in box["inputs"])

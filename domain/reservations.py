@@ -21,7 +21,7 @@ from typing import Callable, Mapping
 Pick = Callable[[str, "Backorder", dict[str, int]], dict[str, int]]
 
 from ..streams.events import Node
-from .atp import Backorder, NodeStock, SkuState, atp, expected_supply
+from .atp import Backorder, NodeStock, SkuState, atp, evolve, expected_supply
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +48,15 @@ def free_for(state: SkuState, node_id: str, node: Node | None, order_id: str | N
 
 
 def atp_by_node(state: SkuState, nodes: Mapping[str, Node]) -> dict[str, int]:
-    return {n: atp(s, nodes.get(n)) for n, s in state.stock.items()}
+    # ``atp`` per node, written out as in ``network_atp``: every answer to a
+    # reserve carries all of the SKU's nodes.
+    out = {}
+    get = nodes.get
+    for node_id, (on_hand, reserved) in state.stock.items():
+        node = get(node_id)
+        free = on_hand - reserved - node.safety_stock if node is not None and node.active else 0
+        out[node_id] = free if free > 0 else 0
+    return out
 
 
 def open_supply(state: SkuState) -> list[list]:
@@ -82,7 +90,7 @@ def _set_holding(state: SkuState, order_id: str, holding: Mapping[str, int]) -> 
         reservations[order_id] = new
     else:
         reservations.pop(order_id, None)
-    return replace(state, stock=stock, reservations=reservations), tuple(changed)
+    return evolve(state, stock=stock, reservations=reservations), tuple(changed)
 
 
 def _give_back(state: SkuState, order_id: str, node_id: str, qty: int) -> tuple[SkuState, tuple[str, ...]]:
@@ -124,7 +132,7 @@ def reserve(state: SkuState, cmd: Mapping, nodes: Mapping[str, Node]) -> OwnerRe
             oversell += 1
         granted[node_id] = got
     state, changed = _set_holding(state, order_id, granted)
-    state = replace(state, attempts=_remember_attempt(state, order_id, attempt))
+    state = evolve(state, attempts=_remember_attempt(state, order_id, attempt))
     return OwnerResult(state, (_reserved(state, order_id, attempt, granted, nodes),), changed, oversell)
 
 

@@ -11,11 +11,13 @@ from stockflow.domain.atp import (
     apply_movements,
     atp,
     availability_rows,
+    evolve,
     expected_supply,
     future_atp,
     network_atp,
     Supply,
 )
+from stockflow.domain.reservations import atp_by_node
 from stockflow.streams.events import InventoryMovement, Node
 
 SRC = "stockflow.inventory.movements:0"
@@ -121,19 +123,20 @@ def test_network_atp_sums_nodes():
     ]
 
 
-def test_network_atp_is_the_sum_of_each_nodes_atp():
-    # network_atp writes atp's rule out inline (a hot path): both must agree
+def test_network_atp_and_atp_by_node_agree_with_atp():
+    # Both write atp's rule out inline (hot paths): they must agree with it
     # on unknown, inactive, short and negative nodes.
     state = SkuState("SKU1", stock={"A": NodeStock(5, 1), "B": NodeStock(-3, 0), "C": NodeStock(4, 6),
                                     "D": NodeStock(8, 0), "E": NodeStock(9, 2), "F": NodeStock(3, 0)})
     nodes = {"A": node("A", safety=1), "B": node("B"), "C": node("C"), "D": node("D", active=False),
              "E": node("E", safety=3)}
     assert network_atp(state, nodes) == sum(atp(s, nodes.get(n)) for n, s in state.stock.items()) == 3 + 4
+    assert atp_by_node(state, nodes) == {n: atp(s, nodes.get(n)) for n, s in state.stock.items()} == \
+        {"A": 3, "B": 0, "C": 0, "D": 0, "E": 4, "F": 0}
 
 
 def test_a_movement_keeps_every_other_field_of_the_state():
-    # apply_movement builds the new state field by field (not ``replace``):
-    # a field added to SkuState and not carried over would fail here.
+    # apply_movement builds the new state with ``evolve``, not ``replace``.
     values = {
         "stock": {"N1": NodeStock(5, 1)},
         "supply": {"P1": Supply("N1", 4, "2026-12-01T00:00:00+00:00")},
@@ -155,6 +158,15 @@ def test_a_movement_keeps_every_other_field_of_the_state():
         assert moved.offsets == {SRC: 9}
     assert apply_movement(state, mv("receipt", 2), SRC, 9).state.reservations == values["reservations"]
     assert apply_movement(state, mv("receipt", 2), SRC, 9).state.backorders == values["backorders"]
+
+
+def test_evolve_is_replace():
+    state = SkuState("SKU1", stock={"N1": NodeStock(5, 1)}, attempts={"O1": 2}, offsets={SRC: 3})
+    for changes in ({}, {"attempts": {"O1": 3}}, {"stock": {}, "offsets": {SRC: 4}, "sku": "SKU2"}):
+        assert evolve(state, **changes) == replace(state, **changes)
+    assert evolve(state).stock is state.stock  # shared, as replace shares it
+    with pytest.raises(TypeError, match="no field colour"):
+        evolve(state, colour="red")
 
 
 def test_changed_and_short_nodes_reported():

@@ -117,6 +117,31 @@ def test_records_known_to_be_acknowledged_are_not_sent_again():
     assert rt.emit.pending == []
 
 
+def test_a_batch_reads_a_partitions_sent_mark_once_and_the_next_batch_reads_it_again():
+    rt = runtime()
+    for order_id in ("o1", "o2"):  # two orders of partition 2, each with stored records
+        batch = agent.OrderBatch()
+        cmd = {"cmd": "consume", "cmd_id": f"{order_id}:L1", "order_id": order_id, "sku": "A", "node_id": "DC1",
+               "qty": 1}
+        agent.write(rt, flow.Step({"order_id": order_id, "offsets": {}}, commands=[cmd]),
+                    event(UPDATES, 2, 7 if order_id == "o1" else 8, key=order_id), batch, f"{UPDATES}:2",
+                    {"order_id": order_id, "offsets": {}})
+        flush(rt, batch)
+    reads = []
+    sent_through = rt.seen.sent_through
+    rt.seen.sent_through = lambda partition: reads.append(partition) or sent_through(partition)
+
+    one = agent.OrderBatch()
+    one.state(rt, "o1"), one.state(rt, "o2")
+    assert reads == [2] and one.resent == {"o1", "o2"}  # neither known to be sent
+
+    _mark_sent(rt, [event(UPDATES, 2, 8)])  # written at the end of the batch that sent them
+    reads.clear()
+    two = agent.OrderBatch()
+    two.state(rt, "o1"), two.state(rt, "o2")
+    assert reads == [2] and two.resent == set()  # the new mark, read by the next batch
+
+
 def test_a_record_of_the_other_topic_first_still_sends_the_stored_records():
     # after a crash an answer of the order's other topic came before the
     # redelivered update; its decision replaced the stored records, which
