@@ -27,9 +27,9 @@ class Settings(BaseSettings):
     max_payload_bytes: int = Field(1_048_576, ge=1024)
     table_standby_replicas: int = Field(1, ge=0)
     # Bounds only a backlog's batches (at a steady load a batch is what came
-    # within the window). 2,000 against 500: orders/s +35%, ingest +9%
-    # (docs/benchmarks.md, session 19): fewer produce round trips and
-    # per-partition record batches per record.
+    # within the window). 2,000 against 500, four pairs: orders/s +29%,
+    # ingest +16% (docs/benchmarks.md, session 19): fewer produce round trips
+    # and per-partition record batches per record.
     batch_size: int = Field(2000, ge=1)
     batch_within_s: float = Field(0.01, gt=0)
     # SKU documents kept decoded (tables/stock.py): each costs about 20 KB
