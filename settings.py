@@ -27,10 +27,10 @@ class Settings(BaseSettings):
     max_payload_bytes: int = Field(1_048_576, ge=1024)
     table_standby_replicas: int = Field(1, ge=0)
     # Bounds only a backlog's batches (at a steady load a batch is what came
-    # within the window). 2,000 against 500, four pairs: orders/s +29%,
-    # ingest +16% (docs/benchmarks.md, session 19): fewer produce round trips
-    # and per-partition record batches per record.
-    batch_size: int = Field(2000, ge=1)
+    # within the window). 2,000 read better in four runs of 100,000
+    # movements and worse in the bench's default 30,000 (docs/benchmarks.md,
+    # session 19), so it stays 500.
+    batch_size: int = Field(500, ge=1)
     batch_within_s: float = Field(0.01, gt=0)
     # SKU documents kept decoded (tables/stock.py): each costs about 20 KB
     # at 50 nodes, and 10,000 took the bench's peak RSS from 365 to 573 MB.
