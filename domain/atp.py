@@ -130,7 +130,7 @@ def atp(stock: NodeStock, node: Node | None) -> int:
 
 def network_atp(state: SkuState, nodes: Mapping[str, Node]) -> int:
     # ``atp`` summed, written out: it runs over every node of a SKU for each
-    # SKU a batch changes, and a call per node was a tenth of the ingest
+    # SKU a batch changes, and a call per node was nearly a tenth of the ingest
     # profile (docs/benchmarks.md, session 19).
     total = 0
     get = nodes.get
