@@ -147,3 +147,15 @@ def test_stock_states_are_decoded_once_per_stored_bytes(table, sent):
     stock.keep = 0  # STOCKFLOW_DECODED_SKUS=0: nothing more is kept
     stock.put(SkuState("D"))
     assert "D" not in stock._decoded and stock.load("D") == (SkuState("D"), None)
+
+
+def test_a_bound_read_goes_to_its_partitions_db_and_other_reads_through_faust(table):
+    faust_reads = []
+    table.data._get = lambda key: faust_reads.append(key) or None  # Faust's read, with its key index
+    table.data._db_for_partition(3).put(b"SKU1", b'{"on_hand":4}')
+    event = Event(3)
+    bind_event(event)
+    assert writes.read(table, b"SKU1") == {"on_hand": 4}
+    assert faust_reads == []  # straight to partition 3's DB
+    table.is_global = True  # a global table's keys are not the event's partition's: Faust decides
+    assert writes.read(table, b"SKU1") is None and faust_reads == [b"SKU1"]
