@@ -413,6 +413,16 @@ def _first_decisions(bootstrap: str, topic: str, wanted: set[str], timeout: floa
 HOPS = ("create_reserve", "reserve_answer", "answer_decision")
 
 
+def latencies_after_warmup(created: dict[str, int], decided: dict[str, int], warmup: int) -> list[float]:
+    """The latencies (ms) of the orders offered after the first ``warmup``,
+    in the order they were offered (``created``'s order). The same rule as
+    the throughput figures' untimed first tenth: at a low offered load the
+    first second or two of the phase held most of the slow orders, with the
+    broker slow to acknowledge the worker's writes (docs/benchmarks.md,
+    session 20)."""
+    return [float(decided[o] - t) for o, t in list(created.items())[warmup:] if o in decided]
+
+
 def hop_latencies(created: dict[str, int], reserves: dict[str, list[int]], answers: dict[str, list[int]],
                   decided: dict[str, int]) -> dict[str, list[float]]:
     """Each order's way from create to decision, cut at its three hops
@@ -574,6 +584,13 @@ def run(args) -> dict:
         out["order_p50_ms"] = float(percentile(lat, 0.50))
         out["order_p99_ms"] = float(percentile(lat, 0.99))
         extra["latency_orders"] = n_lat
+        steady = latencies_after_warmup(created, decided, n_lat // 10)
+        if steady:
+            extra["steady_orders"] = len(steady)
+            extra["steady_p50_ms"] = float(percentile(steady, 0.50))
+            extra["steady_p99_ms"] = float(percentile(steady, 0.99))
+            say(f"order latency after the first tenth (p50 / p99 ms, {len(steady):,} orders): "
+                f"{extra['steady_p50_ms']:,.0f} / {extra['steady_p99_ms']:,.0f}")
         extra["offered_rate"] = offered
         _hops(bootstrap, topics, created, decided, slow, extra)
         worker.stop(signal.SIGTERM, 60)
@@ -793,6 +810,7 @@ def doc_section(res: dict, machine: str, command: str, when: str) -> str:
         f"keys ({x['rss_skus']:,} SKUs x {min(x['nodes'], x['rss_keys_loaded'])} nodes, one `count` each).\n\n"
         f"| figure | value | what |\n|---|---|---|\n{rows}\n"
         f"{_floor_text(x)}"
+        f"{_steady_text(x)}"
         f"{_hops_text(x)}"
         f"{_envelope_text(x)}"
         f"{DOC_END}"
@@ -805,6 +823,14 @@ def _floor_text(x: dict) -> str:
     return (f"\nFaust's floor (not one of the issue's figures): Faust set up as the worker sets it up, taking the "
             f"same backlog in the worker's micro-batches and doing nothing with it, took "
             f"{x['faust_floor_eps']:,.0f} events/s: no worker on this Faust path can ingest faster.\n")
+
+
+def _steady_text(x: dict) -> str:
+    if not x.get("steady_orders"):
+        return ""
+    return (f"\nThe latency orders after the first tenth offered (not one of the issue's figures; the same "
+            f"untimed warm-up as the throughput figures), {x['steady_orders']:,} orders: p50 "
+            f"{x['steady_p50_ms']:,.0f} ms, p99 {x['steady_p99_ms']:,.0f} ms.\n")
 
 
 def _hops_text(x: dict) -> str:

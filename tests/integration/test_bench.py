@@ -64,6 +64,13 @@ def test_bench_json_has_exactly_the_figures(kafka_bootstrap, tmp_path):
     p50s = [int(hops.group(i).replace(",", "")) for i in (1, 3, 5)]
     # each hop is a part of the whole: no hop's median above the whole's p99
     assert all(0 <= v <= figures["order_p99_ms"] for v in p50s), (p50s, figures)
+    # the extra steady figures: the latency orders after the first tenth offered
+    steady = re.search(r"order\s+latency\s+after\s+the\s+first\s+tenth\s+\(p50\s+/\s+p99\s+ms,\s+(\d[\d,]*)"
+                       r"\s+orders\):\s+(\d[\d,]*)\s+/\s+(\d[\d,]*)", proc.stderr)
+    assert steady, proc.stderr[-2000:]
+    n_steady, s50, s99 = (int(steady.group(i).replace(",", "")) for i in (1, 2, 3))
+    assert n_steady == 150 - 15  # 50/s for 3 s, less the first tenth
+    assert s50 <= s99 and s50 <= figures["order_p99_ms"]
     doc_after = bench.DOC_PATH.read_text() if bench.DOC_PATH.exists() else None
     assert doc_after == doc_before
     # the run's topics (stockflow's, the baselines', Quix's) are gone: left
@@ -110,6 +117,14 @@ def test_hop_latencies_cut_each_order_at_its_hops_and_add_up():
         assert sum(hops[h][i] for h in bench.HOPS) == decided[oid] - created[oid]
 
 
+def test_latencies_after_warmup_skip_the_first_offered_and_keep_the_rest():
+    created = {"o0": 1000, "o1": 1010, "o2": 1020, "o3": 1030, "o4": 1040}  # offered in this order
+    decided = {"o0": 1900, "o1": 1800, "o2": 1050, "o4": 1045}  # o3 not decided: left out
+    assert bench.latencies_after_warmup(created, decided, 2) == [30.0, 5.0]
+    assert bench.latencies_after_warmup(created, decided, 0) == [900.0, 790.0, 30.0, 5.0]
+    assert bench.latencies_after_warmup(created, decided, 5) == []
+
+
 def _section(**extra) -> str:
     """The generated section of a run with the base sizes plus ``extra``."""
     base = {"seconds": 10, "movements": 100, "skus": 10, "nodes": 5, "orders": 10, "latency_orders": 20, "rate": 50,
@@ -127,6 +142,13 @@ def test_the_generated_section_names_the_hops_when_measured():
     assert "hop" not in without
     assert "create to reserve requests (the order's worker) 21 / 80 ms" in with_hops
     assert "last answer to decision (the order's worker) 24 / 1,250 ms" in with_hops
+
+
+def test_the_generated_section_names_the_steady_latency_when_measured():
+    without = _section()
+    with_steady = _section(steady_orders=4_500, steady_p50_ms=31.0, steady_p99_ms=1_094.0)
+    assert "first tenth" not in without
+    assert "4,500 orders: p50 31 ms, p99 1,094 ms" in with_steady
 
 
 def test_the_generated_section_names_the_faust_floor_when_measured():
