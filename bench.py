@@ -578,7 +578,7 @@ def run(args) -> dict:
         _wait("latency orders allocated", lambda: _metric(worker, "stockflow_allocations_total") >= before + n_lat,
               slow * (180 + n_lat / 10))
         decided = _first_decisions(bootstrap, topics.allocations, set(created), slow * 120)
-        lat = [decided[o] - created[o] for o in created if o in decided]
+        lat = latencies_after_warmup(created, decided, 0)
         if len(lat) < n_lat:
             raise RuntimeError(f"latency: {n_lat - len(lat)} orders without an allocation record")
         out["order_p50_ms"] = float(percentile(lat, 0.50))
