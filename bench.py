@@ -8,7 +8,9 @@ One run measures (``FIGURES``, the keys of ``--json``):
 - ``naive_faust_eps``: a one-event-at-a-time Faust agent with a RocksDB table
   over the same topic (``bench_naive_faust``, its own process).
   An extra figure beside it, ``faust_floor_eps``: Faust set up as the worker
-  sets it up, doing nothing with the events (``bench_naive_faust --floor``).
+  sets it up, doing nothing with the events (``bench_naive_faust --floor``),
+  and ``output_floor_eps``: the same, writing the four records the worker
+  writes per movement and nothing else (``--floor --outputs``).
 - ``quix_eps``: the same aggregation with Quix Streams (``bench_quix``, its
   own process).
 - ``ingest_eps`` / ``ingest_ratio``: a stockflow worker taking the same
@@ -523,6 +525,15 @@ def run(args) -> dict:
         say("faust_floor_eps: the worker's Faust path, no work")
         extra["faust_floor_eps"] = faust_baseline("Faust floor", f"{prefix}-floor", "faust-floor", "--floor")
         say(f"faust_floor_eps: {extra['faust_floor_eps']:,.0f} events/s")
+        say("output_floor_eps: the same, writing the worker's four records per movement")
+        from .bench_naive_faust import output_topics
+
+        out_prefix = f"{prefix}-ofloor-out"
+        for name in output_topics(out_prefix):
+            _create_topic(bootstrap, name, settings.partitions)
+        extra["output_floor_eps"] = faust_baseline("output floor", f"{prefix}-ofloor", "output-floor", "--floor",
+                                                   "--outputs", out_prefix)
+        say(f"output_floor_eps: {extra['output_floor_eps']:,.0f} events/s")
 
         # ---- Quix Streams
         say("quix_eps: Quix Streams application")
@@ -822,7 +833,17 @@ def _floor_text(x: dict) -> str:
         return ""
     return (f"\nFaust's floor (not one of the issue's figures): Faust set up as the worker sets it up, taking the "
             f"same backlog in the worker's micro-batches and doing nothing with it, took "
-            f"{x['faust_floor_eps']:,.0f} events/s: no worker on this Faust path can ingest faster.\n")
+            f"{x['faust_floor_eps']:,.0f} events/s: no worker on this Faust path can ingest faster.\n"
+            f"{_output_floor_text(x)}")
+
+
+def _output_floor_text(x: dict) -> str:
+    if "output_floor_eps" not in x:
+        return ""
+    return (f"\nThe same path writing, per movement, the four records the worker writes (its seen-events and "
+            f"SKU-state changelog records, the availability event, the ATP-view record; values of the worker's "
+            f"sizes built once, no state, no decode) took {x['output_floor_eps']:,.0f} events/s: the contract's "
+            f"records on this path, before any of stockflow's own work.\n")
 
 
 def _steady_text(x: dict) -> str:
@@ -899,6 +920,9 @@ def main(args) -> int:
         if "faust_floor_eps" in x:
             t.add_row("(faust_floor_eps)", _fmt("", x["faust_floor_eps"]),
                       "the worker's Faust setup taking the backlog, no work (events/s)")
+        if "output_floor_eps" in x:
+            t.add_row("(output_floor_eps)", _fmt("", x["output_floor_eps"]),
+                      "the same, writing the worker's four records per movement (events/s)")
         if x.get("envelope"):
             t.add_row("(envelope_ingest_eps)", _fmt("", x["envelope_ingest_eps"]),
                       f"stockflow worker, envelopes of {x['envelope']} movements (movements/s)")

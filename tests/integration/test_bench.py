@@ -55,6 +55,9 @@ def test_bench_json_has_exactly_the_figures(kafka_bootstrap, tmp_path):
     # the extra floor figure: the worker's Faust path with nothing to do, reported in the progress
     floor = re.search(r"faust_floor_eps: ([0-9,]+) events/s", proc.stderr)
     assert floor and int(floor.group(1).replace(",", "")) > 0, proc.stderr[-2000:]
+    # and the same path writing the worker's four records per movement
+    out_floor = re.search(r"output_floor_eps: ([0-9,]+) events/s", proc.stderr)
+    assert out_floor and 0 < int(out_floor.group(1).replace(",", "")), proc.stderr[-2000:]
     # the extra hop figures: every latency order's create-to-decision cut at its three hops
     # (the progress console wraps long lines: any whitespace between words)
     hops = re.search(r"order\s+hops\s+\(p50\s+/\s+p99\s+ms\):\s+create\s+to\s+reserve\s+(\d[\d,]*)\s+/\s+(\d[\d,]*),"
@@ -156,3 +159,28 @@ def test_the_generated_section_names_the_faust_floor_when_measured():
     with_floor = _section(faust_floor_eps=29_431.6)
     assert "Faust's floor" not in without
     assert "took 29,432 events/s" in with_floor
+
+
+def test_the_generated_section_names_the_output_floor_when_measured():
+    without = _section(faust_floor_eps=29_431.6)
+    with_outputs = _section(faust_floor_eps=29_431.6, output_floor_eps=14_120.2)
+    assert "four records" not in without
+    assert "took 14,120 events/s: the contract's records on this path" in with_outputs
+
+
+def test_the_output_floor_writes_the_workers_own_shapes():
+    """The floor's records are what the worker writes: a seen-events position,
+    a SKU state the table reads back, a valid Availability event, an ATP figure."""
+    import orjson
+
+    from stockflow.bench_naive_faust import output_topics, sample_values
+    from stockflow.domain.atp import SkuState
+    from stockflow.streams.events import Availability
+
+    seen, stock, availability, atp = sample_values()
+    assert orjson.loads(seen).count(":") == 2  # topic:partition:offset
+    state = SkuState.from_dict(orjson.loads(stock))
+    assert len(state.stock) == 6 and state.offsets
+    event = Availability.model_validate_json(availability)
+    assert event.atp == int(atp) == event.on_hand - event.reserved - event.safety_stock
+    assert output_topics("p") == ["p-seen", "p-stock", "p-availability", "p-atp"]
