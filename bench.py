@@ -15,7 +15,9 @@ One run measures (``FIGURES``, the keys of ``--json``):
   own process).
 - ``ingest_eps`` / ``ingest_ratio``: a stockflow worker taking the same
   movements to committed state (tables, changelog, availability events).
-- ``orders_per_s``: orders of about 3 lines allocated end to end.
+- ``orders_per_s``: orders of about 3 lines allocated end to end (an extra
+  figure beside it, ``records_per_order``: what the worker wrote for them,
+  per topic, from the run's topics' end offsets before and after).
 - ``order_p50_ms`` / ``order_p99_ms``: create command to allocation decision
   (the records' Kafka timestamps) at a fixed offered load.
 - ``rss_mb``: peak resident memory (VmHWM) of a worker holding K SKU-node keys.
@@ -557,6 +559,7 @@ def run(args) -> dict:
         say(f"orders_per_s: {sizes.orders:,} orders of ~3 lines")
         before = _metric(worker, "stockflow_allocations_total")
         orders = [_order(i, "BO", skus, rng, now) for i in range(sizes.orders)]
+        offsets_before = _end_offsets(bootstrap, stamp)
         t0 = time.monotonic()
         for oid, value in orders:
             producer.send(topics.order_commands, oid.encode(), value)
@@ -564,6 +567,12 @@ def run(args) -> dict:
         done = _wait("orders allocated", lambda: _metric(worker, "stockflow_allocations_total")
                      >= before + sizes.orders and time.monotonic(), slow * (180 + sizes.orders / 10))
         out["orders_per_s"] = sizes.orders / max(done - t0, 1e-6)
+        per_order = records_per_order(offsets_before, _settled_end_offsets(bootstrap, stamp, slow * 10),
+                                      sizes.orders, {topics.order_commands}, prefix)
+        extra["records_per_order"] = sum(per_order.values())
+        extra["records_per_order_by_topic"] = per_order
+        say(f"records written per order: {extra['records_per_order']:.1f} ("
+            + ", ".join(f"{t} {v:.2f}" for t, v in per_order.items()) + ")")
 
         # ---- latency at a fixed offered load
         n_lat = max(1, int(round(sizes.rate * sizes.latency_seconds)))
@@ -616,6 +625,46 @@ def run(args) -> dict:
         extra["seconds"] = time.monotonic() - t_run
     extra.update(vars(sizes))
     return {"figures": _rounded(out), "extra": extra}
+
+
+def _end_offsets(bootstrap: str, stamp: str) -> dict[str, int]:
+    """The records each of this run's topics holds so far (end offsets summed over its partitions)."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap.split(","), client_id="stockflow-bench")
+    try:
+        names = [t for t in consumer.topics() if stamp in t]
+        tps = [TopicPartition(t, p) for t in names for p in (consumer.partitions_for_topic(t) or ())]
+        held = dict.fromkeys(names, 0)
+        for tp, end in consumer.end_offsets(tps).items():
+            held[tp.topic] += end
+        return held
+    finally:
+        consumer.close()
+
+
+def _settled_end_offsets(bootstrap: str, stamp: str, timeout: float) -> dict[str, int]:
+    """End offsets once two reads half a second apart agree: an order's
+    decision is counted before its batch's records are written. The last
+    read if they never agree within the timeout."""
+    last = _end_offsets(bootstrap, stamp)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        held = _end_offsets(bootstrap, stamp)
+        if held == last:
+            break
+        last = held
+    return last
+
+
+def records_per_order(before: dict[str, int], after: dict[str, int], orders: int, inputs: set[str],
+                      prefix: str) -> dict[str, float]:
+    """Records written per order, per topic that grew (the inputs left out),
+    named without the run's prefix, most first."""
+    grown = {t[len(prefix):].lstrip(".-") if t.startswith(prefix) else t: (after[t] - before.get(t, 0)) / orders
+             for t in after if t not in inputs and after[t] > before.get(t, 0)}
+    return dict(sorted(grown.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
 def _hops(bootstrap: str, topics: Topics, created: dict[str, int], decided: dict[str, int], slow: float,
@@ -821,6 +870,7 @@ def doc_section(res: dict, machine: str, command: str, when: str) -> str:
         f"keys ({x['rss_skus']:,} SKUs x {min(x['nodes'], x['rss_keys_loaded'])} nodes, one `count` each).\n\n"
         f"| figure | value | what |\n|---|---|---|\n{rows}\n"
         f"{_floor_text(x)}"
+        f"{_records_text(x)}"
         f"{_steady_text(x)}"
         f"{_hops_text(x)}"
         f"{_envelope_text(x)}"
@@ -844,6 +894,15 @@ def _output_floor_text(x: dict) -> str:
             f"SKU-state changelog records, the availability event, the ATP-view record; values of the worker's "
             f"sizes built once, no state, no decode) took {x['output_floor_eps']:,.0f} events/s: the contract's "
             f"records on this path, before any of stockflow's own work.\n")
+
+
+def _records_text(x: dict) -> str:
+    if not x.get("records_per_order_by_topic"):
+        return ""
+    by_topic = ", ".join(f"{t} {v:.2f}" for t, v in x["records_per_order_by_topic"].items())
+    return (f"\nRecords the worker wrote per order of `orders_per_s` (not one of the issue's figures; the run's "
+            f"topics' end offsets before and after, changelogs included): {x['records_per_order']:.1f} "
+            f"({by_topic}).\n")
 
 
 def _steady_text(x: dict) -> str:

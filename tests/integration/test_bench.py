@@ -58,6 +58,10 @@ def test_bench_json_has_exactly_the_figures(kafka_bootstrap, tmp_path):
     # and the same path writing the worker's four records per movement
     out_floor = re.search(r"output_floor_eps: ([0-9,]+) events/s", proc.stderr)
     assert out_floor and 0 < int(out_floor.group(1).replace(",", "")), proc.stderr[-2000:]
+    # the extra records-per-order figure: an order is at least its reserve commands' and its decision's records
+    per_order = re.search(r"records\s+written\s+per\s+order:\s+([0-9.]+)\s+\(", proc.stderr)
+    assert per_order and float(per_order.group(1)) >= 3, proc.stderr[-2000:]
+    assert re.search(r"allocations\s+1\.00", proc.stderr), proc.stderr[-2000:]
     # the extra hop figures: every latency order's create-to-decision cut at its three hops
     # (the progress console wraps long lines: any whitespace between words)
     hops = re.search(r"order\s+hops\s+\(p50\s+/\s+p99\s+ms\):\s+create\s+to\s+reserve\s+(\d[\d,]*)\s+/\s+(\d[\d,]*),"
@@ -184,3 +188,20 @@ def test_the_output_floor_writes_the_workers_own_shapes():
     event = Availability.model_validate_json(availability)
     assert event.atp == int(atp) == event.on_hand - event.reserved - event.safety_stock
     assert output_topics("p") == ["p-seen", "p-stock", "p-availability", "p-atp"]
+
+
+def test_records_per_order_counts_what_grew_without_the_inputs_or_the_prefix():
+    before = {"p.orders.commands": 10, "p.allocations": 4, "p-seen-events-changelog": 100, "p.deadletter": 7,
+              "p.notifications": 0}
+    after = {"p.orders.commands": 30, "p.allocations": 24, "p-seen-events-changelog": 183, "p.deadletter": 7,
+             "p.notifications": 20, "p.internal.atp": 60}
+    got = bench.records_per_order(before, after, 20, {"p.orders.commands"}, "p")
+    assert got == {"seen-events-changelog": 4.15, "internal.atp": 3.0, "allocations": 1.0, "notifications": 1.0}
+    assert list(got) == ["seen-events-changelog", "internal.atp", "allocations", "notifications"]
+
+
+def test_the_generated_section_names_the_records_per_order_when_measured():
+    without = _section()
+    with_records = _section(records_per_order=5.5, records_per_order_by_topic={"internal.atp": 3.0, "allocations": 2.5})
+    assert "per order" not in without
+    assert "5.5 (internal.atp 3.00, allocations 2.50)" in with_records
