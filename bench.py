@@ -559,7 +559,12 @@ def run(args) -> dict:
         say(f"orders_per_s: {sizes.orders:,} orders of ~3 lines")
         before = _metric(worker, "stockflow_allocations_total")
         orders = [_order(i, "BO", skus, rng, now) for i in range(sizes.orders)]
-        offsets_before = _end_offsets(bootstrap, stamp)
+        from kafka import KafkaConsumer
+
+        # One client for every read of the phase's end offsets.
+        offsets_client = KafkaConsumer(bootstrap_servers=bootstrap.split(","), client_id="stockflow-bench")
+        stack.callback(offsets_client.close)
+        offsets_before = _end_offsets(offsets_client, stamp)
         t0 = time.monotonic()
         for oid, value in orders:
             producer.send(topics.order_commands, oid.encode(), value)
@@ -567,7 +572,7 @@ def run(args) -> dict:
         done = _wait("orders allocated", lambda: _metric(worker, "stockflow_allocations_total")
                      >= before + sizes.orders and time.monotonic(), slow * (180 + sizes.orders / 10))
         out["orders_per_s"] = sizes.orders / max(done - t0, 1e-6)
-        per_order = records_per_order(offsets_before, _settled_end_offsets(bootstrap, stamp, slow * 10),
+        per_order = records_per_order(offsets_before, _settled_end_offsets(offsets_client, stamp, slow * 10),
                                       sizes.orders, {topics.order_commands}, prefix)
         extra["records_per_order"] = sum(per_order.values())
         extra["records_per_order_by_topic"] = per_order
@@ -627,31 +632,28 @@ def run(args) -> dict:
     return {"figures": _rounded(out), "extra": extra}
 
 
-def _end_offsets(bootstrap: str, stamp: str) -> dict[str, int]:
-    """The records each of this run's topics holds so far (end offsets summed over its partitions)."""
-    from kafka import KafkaConsumer, TopicPartition
+def _end_offsets(consumer, stamp: str) -> dict[str, int]:
+    """The records each of this run's topics holds so far (end offsets summed
+    over its partitions), read with a kafka-python consumer."""
+    from kafka import TopicPartition
 
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap.split(","), client_id="stockflow-bench")
-    try:
-        names = [t for t in consumer.topics() if stamp in t]
-        tps = [TopicPartition(t, p) for t in names for p in (consumer.partitions_for_topic(t) or ())]
-        held = dict.fromkeys(names, 0)
-        for tp, end in consumer.end_offsets(tps).items():
-            held[tp.topic] += end
-        return held
-    finally:
-        consumer.close()
+    names = [t for t in consumer.topics() if stamp in t]
+    tps = [TopicPartition(t, p) for t in names for p in (consumer.partitions_for_topic(t) or ())]
+    held = dict.fromkeys(names, 0)
+    for tp, end in consumer.end_offsets(tps).items():
+        held[tp.topic] += end
+    return held
 
 
-def _settled_end_offsets(bootstrap: str, stamp: str, timeout: float) -> dict[str, int]:
+def _settled_end_offsets(consumer, stamp: str, timeout: float) -> dict[str, int]:
     """End offsets once two reads half a second apart agree: an order's
     decision is counted before its batch's records are written. The last
     read if they never agree within the timeout."""
-    last = _end_offsets(bootstrap, stamp)
+    last = _end_offsets(consumer, stamp)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         time.sleep(0.5)
-        held = _end_offsets(bootstrap, stamp)
+        held = _end_offsets(consumer, stamp)
         if held == last:
             break
         last = held

@@ -81,12 +81,13 @@ def _floor(app, args, clock: Clock):
     settings = load()  # the worker's, environment included
     topic = raw_topics(app, args.topic)  # the worker's agents' declaration, inbox included
 
-    if args.outputs:
-        return _with_outputs(app, topic, clock, settings, args.outputs)
+    write = _output_writer(app, args.outputs) if args.outputs else None
 
     @app.agent(topic, concurrency=1)
     async def floor(stream):
         async for events in take_batches(app, stream.channel, settings.batch_size, settings.batch_within_s):
+            if write is not None:
+                await write(events)
             for _ in events:
                 clock.tick()
 
@@ -117,36 +118,32 @@ def sample_values() -> tuple[bytes, bytes, bytes, bytes]:
     return seen, encode_value(state.to_dict()), encode_availability(row, "2026-11-25T10:00:00.000000Z"), b"21"
 
 
-def _with_outputs(app, topic, clock: Clock, settings, prefix: str):
+def _output_writer(app, prefix: str):
+    """``write(events)``: the four records per event, acknowledged before it returns."""
     import asyncio
 
-    from .streams.inbox import take_batches
     from .streams.produce import send_partition
 
     seen_t, stock_t, avail_t, atp_t = output_topics(prefix)
     seen_v, stock_v, avail_v, atp_v = sample_values()
 
-    @app.agent(topic, concurrency=1)
-    async def floor(stream):
-        async for events in take_batches(app, stream.channel, settings.batch_size, settings.batch_within_s):
-            producer = app.producer._ensure_producer()
-            out: dict[tuple[str, int], list] = {}
-            for event in events:
-                msg = event.message
-                key, p = msg.key, msg.partition
-                # Keys as distinct as the worker's: a seen entry per event, a state and an event per SKU.
-                out.setdefault((seen_t, p), []).append((key + b"|" + str(msg.offset).encode(), seen_v))
-                out.setdefault((stock_t, p), []).append((key, stock_v))
-                out.setdefault((avail_t, p), []).append((key, avail_v))
-                out.setdefault((atp_t, p), []).append((key + b"/N03", atp_v))
-            futures = []
-            for (name, p), records in out.items():
-                futures += [f for f, _ in await send_partition(producer, name, p, records)]
-            await asyncio.gather(*futures)
-            for _ in events:
-                clock.tick()
+    async def write(events) -> None:
+        producer = app.producer._ensure_producer()
+        out: dict[tuple[str, int], list] = {}
+        for event in events:
+            msg = event.message
+            key, p = msg.key, msg.partition
+            # Keys as distinct as the worker's: a seen entry per event, a state and an event per SKU.
+            out.setdefault((seen_t, p), []).append((key + b"|" + str(msg.offset).encode(), seen_v))
+            out.setdefault((stock_t, p), []).append((key, stock_v))
+            out.setdefault((avail_t, p), []).append((key, avail_v))
+            out.setdefault((atp_t, p), []).append((key + b"/N03", atp_v))
+        futures = []
+        for (name, p), records in out.items():
+            futures += [f for f, _ in await send_partition(producer, name, p, records)]
+        await asyncio.gather(*futures)
 
-    return app
+    return write
 
 
 def main(argv: list[str] | None = None) -> int:
