@@ -22,6 +22,7 @@ from ..domain.atp import (Backorder, SkuState, advance, apply_movement, apply_mo
                           evolve)
 from ..domain.idempotency import Seen
 from ..domain.sourcing import LineRequest, SourcingRequest, source
+from ..streams import answers
 from ..streams.codec import datetime_text, decode_key, encode, encode_availability
 from ..streams.events import InventoryMovement, InventoryMovementBatch
 from ..streams.exceptions import DecodeError
@@ -60,6 +61,18 @@ class StockBatch(Outbox):
         self.states[state.sku] = (state, event)
         for node_id in changed:
             self.touched[(state.sku, node_id)] = event
+
+    def release(self, emit: Any) -> None:
+        """Hand the answers to the producer, those to one order as one record
+        (streams/answers.py): its reserves of several SKUs are mostly decided
+        in one batch. Each SKU's outbox still keeps its own answers, so a
+        re-send after a crash is the same answers, however they travel."""
+        by_order: dict[tuple[str, str], list[str]] = {}
+        for records in self.outbox.values():
+            for topic, order_id, value in records:
+                by_order.setdefault((topic, order_id), []).append(value)
+        for (topic, order_id), values in by_order.items():
+            emit.send_raw(topic, order_id, answers.pack(order_id, values))
 
 
 def make_pick(rt: "Runtime"):

@@ -7,6 +7,7 @@ owners and the output events.
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -16,8 +17,10 @@ from ..domain import lifecycle
 from ..domain import orders as flow
 from ..domain.atp import advance
 from ..domain.idempotency import Seen
+from ..streams import answers
 from ..streams import events as ev
 from ..streams.codec import encode
+from ..streams.exceptions import DecodeError
 from ..tables.context import bind_event
 from .batches import decode_keyed, first_sight, raw_topics, run_batches
 from .emit import now, observe_latency
@@ -155,15 +158,15 @@ async def handle_update(rt: "Runtime", event: Any, batch: OrderBatch) -> None:
 async def handle_reply(rt: "Runtime", event: Any, batch: OrderBatch) -> None:
     msg = event.message
     try:
-        reply = orjson.loads(msg.value)
-        order_id, kind = reply["order_id"], reply["kind"]
-    except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
-        rt.emit.dead_letter_record(msg, "bad_internal_event", str(exc)[:300])
+        order_id, replies = answers.unpack(msg.value)
+    except DecodeError as exc:
+        rt.emit.dead_letter_record(msg, exc.reason, exc.detail)
         return
     source = f"{msg.topic}:{msg.partition}"
     state = batch.state(rt, order_id)
     if state is None:
-        rt.emit.dead_letter_record(msg, "unknown_order", f"{kind} for unknown order {order_id!r}")
+        kinds = ", ".join(r["kind"] for r in replies)
+        rt.emit.dead_letter_record(msg, "unknown_order", f"{kinds} for unknown order {order_id!r}")
         return
     if batch.replayed(rt, order_id, source, msg.offset, event):
         return
@@ -173,25 +176,59 @@ async def handle_reply(rt: "Runtime", event: Any, batch: OrderBatch) -> None:
     # handed over past a gap in a rebalance (idempotency.classify says why).
     # ``write`` stores the state even for a reply ignored that way, which is
     # the rewrite a redelivery needs (agents/batches.py).
+    for reply in replies:  # one record may carry several (streams/answers.py)
+        write(rt, _on_reply(rt, state, reply), event, batch, source, state)
+        state = batch.state(rt, order_id)
+
+
+def _on_reply(rt: "Runtime", state: dict, reply: dict) -> flow.Step:
     at = now()
     nodes = rt.node_view.nodes
+    kind = reply["kind"]
     if kind == "reserved":
         rt.atp_view.update(reply["sku"], reply.get("atp", {}))
-        skus = {ln["sku"] for ln in state["lines"].values()}
-        step = flow.on_reserved(state, reply, rt.atp_view.for_skus(skus), nodes, rt.settings.same_day_radius_km, at,
-                                rt.capacity_view.left(nodes))
+        view = Later(lambda: rt.atp_view.for_skus({ln["sku"] for ln in state["lines"].values()}))
+        step = flow.on_reserved(state, reply, view, nodes, rt.settings.same_day_radius_km, at,
+                                Later(lambda: rt.capacity_view.left(nodes)))
         if step.commands and step.state["attempt"] > state["attempt"]:
             metrics.RESERVATION_RETRIES.inc()
     elif kind == "backorder_filled":
         step = flow.on_backorder_filled(state, reply, nodes, at)
-    elif kind == "revoked":
+    else:  # revoked: answers.unpack lets no other kind through
         step = flow.on_revoked(state, reply, nodes, at)
-    else:
-        rt.emit.dead_letter_record(msg, "bad_internal_event", f"unknown kind {kind!r}")
-        return
     if step.duplicate:
-        metrics.DUPLICATES_SKIPPED.labels(msg.topic).inc()
-    write(rt, step, event, batch, source, state)
+        metrics.DUPLICATES_SKIPPED.labels(rt.topics.order_events).inc()
+    return step
+
+
+class Later(Mapping):
+    """A mapping made on its first read. An answer is planned on (the ATP
+    view, the nodes' capacity left) only when it ends a round that fell
+    short; most answers just tick off a SKU, and building both for each
+    was about 4% of a busy worker (docs/benchmarks.md, session 22)."""
+
+    __slots__ = ("_make", "_made")
+
+    def __init__(self, make: Callable[[], Mapping]) -> None:
+        self._make = make
+        self._made: Mapping | None = None
+
+    def _mapping(self) -> Mapping:
+        if self._made is None:
+            self._made = self._make()
+        return self._made
+
+    def __getitem__(self, key: Any) -> Any:
+        return self._mapping()[key]
+
+    def __iter__(self) -> Iterator:
+        return iter(self._mapping())
+
+    def __len__(self) -> int:
+        return len(self._mapping())
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        return self._mapping().get(key, default)
 
 
 def flush(rt: "Runtime", batch: OrderBatch) -> None:

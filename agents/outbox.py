@@ -64,7 +64,10 @@ class Outbox:
         self.outbox.setdefault(key, []).append([topic, record_key, value.decode("utf-8")])
 
     def decided(self, key: str, source: str, offset: int) -> None:
-        self.inputs.setdefault(key, []).append([source, offset])
+        inputs = self.inputs.setdefault(key, [])
+        # One record may carry several decisions (streams/answers.py): listed once.
+        if not inputs or inputs[-1][1] != offset or inputs[-1][0] != source:
+            inputs.append([source, offset])
 
     def box_to_store(self, key: str) -> dict | None:
         """The outbox to write with the key's state. Only records need
