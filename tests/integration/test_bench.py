@@ -52,6 +52,12 @@ def test_bench_json_has_exactly_the_figures(kafka_bootstrap, tmp_path):
         assert math.isfinite(v) and v > 0, (k, v)
     assert figures["ingest_ratio"] == pytest.approx(figures["ingest_eps"] / figures["raw_limit_eps"], abs=2e-3, rel=0.01)
     assert figures["order_p50_ms"] <= figures["order_p99_ms"]
+    # raw_limit_eps is the median of the passes the progress lists
+    raw = re.search(r"raw_limit_eps:\s+([0-9,]+)\s+events/s\s+\(passes\s+([0-9,\s]+)\)", proc.stderr)
+    assert raw, proc.stderr[-2000:]
+    passes = [int(v.replace(",", "")) for v in re.split(r",\s+", raw.group(2).strip())]
+    assert len(passes) == bench.RAW_PASSES and min(passes) > 0
+    assert figures["raw_limit_eps"] == pytest.approx(bench.median(passes), abs=1)
     # the extra floor figure: the worker's Faust path with nothing to do, reported in the progress
     floor = re.search(r"faust_floor_eps: ([0-9,]+) events/s", proc.stderr)
     assert floor and int(floor.group(1).replace(",", "")) > 0, proc.stderr[-2000:]
@@ -94,6 +100,14 @@ def _bench_topics(bootstrap: str) -> list[str]:
         return [t for t in admin.list_topics() if "bench2" in t]
     finally:
         admin.close()
+
+
+def test_median_of_odd_and_even_counts():
+    assert bench.median([5.0, 1.0, 9.0, 3.0, 7.0]) == 5.0
+    assert bench.median([4.0, 1.0, 3.0, 2.0]) == 2.5
+    assert bench.median(iter([2.0])) == 2.0
+    with pytest.raises(ValueError):
+        bench.median([])
 
 
 def test_percentile_is_exact_nearest_rank():
@@ -205,3 +219,11 @@ def test_the_generated_section_names_the_records_per_order_when_measured():
     with_records = _section(records_per_order=5.5, records_per_order_by_topic={"internal.atp": 3.0, "allocations": 2.5})
     assert "per order" not in without
     assert "5.5 (internal.atp 3.00, allocations 2.50)" in with_records
+
+
+def test_the_generated_section_lists_the_raw_passes_when_measured():
+    without = _section()
+    with_passes = _section(raw_passes_eps=[334_085.2, 518_034.0, 402_356.9])
+    assert "median of" not in without
+    assert "`raw_limit_eps` is the median of 3 passes over the backlog: 334,085, 518,034, 402,357 events/s" \
+        in with_passes
