@@ -41,7 +41,14 @@ _JSON_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_UTC_Z
 
 
 def encode_value(value: Any) -> bytes:
-    return orjson.dumps(value, option=_JSON_OPTIONS)
+    # OPT_NON_STR_KEYS doubles the time of a document (3.1 against 1.7 us
+    # for an order's, session 22) and changes nothing where every key is a
+    # string, as in every table stockflow writes: only a key that is not
+    # (a TypeError without it) pays for it.
+    try:
+        return orjson.dumps(value, option=orjson.OPT_UTC_Z)
+    except TypeError:
+        return orjson.dumps(value, option=_JSON_OPTIONS)
 
 
 def values(table: Any) -> Any:

@@ -168,3 +168,24 @@ def test_a_revocation_while_other_owners_still_answer_shrinks_the_grant():
     assert done.state["attempt"] == 2
     assert {c["sku"] for c in done.commands if c["cmd"] == "reserve"} >= {"X"}
     assert all(sum(ln["alloc"].values()) == 0 for ln in done.state["lines"].values())
+
+
+def test_an_answer_never_changes_the_state_it_was_given():
+    """on_reserved copies only what an answer changes and shares the rest, so
+    each way on (wait for more, finalize, plan again) must copy before it
+    changes anything deeper."""
+    step = flow.on_create(None, create(lines=(("X", 2), ("Y", 1))), {("X", "A"): 5, ("Y", "A"): 5}, NODES, 50, AT)
+    first = step.state
+    kept = json.loads(json.dumps(first))
+    waiting = flow.on_reserved(first, reply(step, "X", {"A": 2}), {}, NODES, 50, AT)
+    assert waiting.state["pending"] == ["Y"] and not waiting.outputs
+    assert first == kept
+    second = waiting.state
+    kept = json.loads(json.dumps(second))
+    done = flow.on_reserved(second, reply(step, "Y", {"A": 1}), {}, NODES, 50, AT)
+    assert done.state["status"] == "allocated" and done.state["lines"]["L0"]["alloc"] == {"A": 2}
+    assert second == kept and first == json.loads(json.dumps(first))
+    # short: plan again on the fresher view
+    replan = flow.on_reserved(second, reply(step, "Y", {}), {("Y", "B"): 3}, NODES, 50, AT)
+    assert replan.state["attempt"] == 2 and replan.commands
+    assert second == kept
