@@ -159,3 +159,14 @@ def test_a_bound_read_goes_to_its_partitions_db_and_other_reads_through_faust(ta
     assert faust_reads == []  # straight to partition 3's DB
     table.is_global = True  # a global table's keys are not the event's partition's: Faust decides
     assert writes.read(table, b"SKU1") is None and faust_reads == [b"SKU1"]
+
+
+def test_encode_value_writes_what_fausts_json_codec_writes():
+    import orjson
+    from datetime import datetime, timezone
+
+    faust_options = orjson.OPT_NON_STR_KEYS | orjson.OPT_UTC_Z
+    for value in ({"sku": "S", "stock": {"N1": [3, 1]}, "at": datetime(2026, 12, 7, tzinfo=timezone.utc)},
+                  {1: "an int key", "2": [None, 1.5]}, "text", [1, {"a": {}}]):
+        assert writes.encode_value(value) == orjson.dumps(value, option=faust_options)
+    assert b'"2026-12-07T00:00:00Z"' in writes.encode_value({"at": datetime(2026, 12, 7, tzinfo=timezone.utc)})
