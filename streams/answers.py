@@ -17,8 +17,16 @@ import orjson
 
 from .exceptions import DecodeError
 
-KINDS = frozenset({"reserved", "revoked", "backorder_filled"})
 ANSWERS = "answers"
+# What the order's side reads of each kind (domain/orders.py): a field it
+# reads and does not find, or of another type, would stop the orders agent.
+_INT = (int,)
+FIELDS: dict[str, dict[str, tuple[type, ...]]] = {
+    "reserved": {"sku": (str,), "attempt": _INT, "granted": (dict,)},
+    "revoked": {"sku": (str,), "node_id": (str,), "qty": _INT, "revoke_id": (str,)},
+    "backorder_filled": {"sku": (str,), "line_id": (str,), "nodes": (dict,), "fill_id": (str,)},
+}
+KINDS = frozenset(FIELDS)
 
 
 def pack(order_id: str, values: list[str]) -> bytes:
@@ -49,6 +57,13 @@ def unpack(raw: bytes | None) -> tuple[str, list[dict[str, Any]]]:
     for answer in answers:
         if not isinstance(answer, dict) or answer.get("order_id") != order_id:
             raise DecodeError("bad_internal_event", f"an answer not about order {order_id!r}")
-        if answer.get("kind") not in KINDS:
+        fields = FIELDS.get(answer.get("kind"))
+        if fields is None:
             raise DecodeError("bad_internal_event", f"unknown kind {answer.get('kind')!r}")
+        for name, types in fields.items():
+            value = answer.get(name)
+            if not isinstance(value, types) or isinstance(value, bool):
+                raise DecodeError("bad_internal_event", f"{answer['kind']} answer: {name} is {value!r:.60}")
+            if types == (dict,) and not all(type(q) is int for q in value.values()):
+                raise DecodeError("bad_internal_event", f"{answer['kind']} answer: {name} holds a non-integer")
     return order_id, answers

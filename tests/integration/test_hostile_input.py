@@ -108,3 +108,50 @@ def test_hostile_records_are_dead_lettered_one_to_one_and_good_ones_still_flow(c
     assert w.metric("stockflow_dead_letters_total") == len(sent)
     rss_end = rss_kb(w.proc.pid)
     assert rss_end < RSS_LIMIT_KB, f"worker RSS {rss_end // 1024} MB (started at {rss_start // 1024} MB)"
+
+
+def test_hostile_answers_on_the_internal_topic_are_dead_lettered_whole_and_orders_still_flow(cluster):
+    """internal.order-events is stockflow's own, but a record there that is
+    not one of its answers (streams/answers.py) must not stop the orders
+    agent either: dead-lettered whole, none of its answers applied."""
+    cluster.send("nodes", "N1", node_record("N1"))
+    cluster.send("movements", "SKU-A", movement("SKU-A", "N1", "receipt", 9))
+    cluster.flush()
+    w = cluster.add_worker()
+    wait_until(lambda: http_get(f"{w.url}/atp/SKU-A")[1]["network_atp"] == 9, 90, what="stock in ATP")
+    cluster.send("order_commands", "o-known", order_create("o-known", [("SKU-A", 2)]))
+    cluster.flush()
+    before = wait_until(lambda: (r := http_get(f"{w.url}/orders/o-known")) and r[0] == 200
+                        and r[1]["status"] == "allocated" and r[1], 90, what="first order allocated")
+
+    fine = {"kind": "reserved", "order_id": "o-known", "attempt": 1, "sku": "SKU-A", "granted": {"N1": 2}}
+    hostile = {
+        "not JSON": b"{not json",
+        "an answers record with one bad answer": {"order_id": "o-known", "kind": "answers",
+                                                  "answers": [fine, {"order_id": "o-known", "kind": "nonsense"}]},
+        "a reserved answer without its sku": {k: v for k, v in fine.items() if k != "sku"},
+        "an answer about another order": {"order_id": "o-known", "kind": "answers",
+                                          "answers": [dict(fine, order_id="o-other")]},
+        "an answer for an order nobody placed": dict(fine, order_id="o-nobody"),
+    }
+    for value in hostile.values():
+        key = value.get("order_id") if isinstance(value, dict) else "o-known"
+        cluster.send("order_events", key, value)
+    cluster.flush()
+
+    # good records after them still flow
+    cluster.send("order_commands", "o-after", order_create("o-after", [("SKU-A", 3)]))
+    cluster.flush()
+    after = wait_until(lambda: (r := http_get(f"{w.url}/orders/o-after")) and r[0] == 200
+                       and r[1]["status"] != "created" and r[1], 90, what="order after the hostile answers")
+    assert after["status"] == "allocated"
+    assert http_get(f"{w.url}/atp/SKU-A")[1]["network_atp"] == 4
+
+    letters = cluster.read_all("deadletter", timeout=10, min_count=len(hostile))
+    assert sorted(d["value"]["error"] for d in letters) == sorted(
+        ["bad_internal_event"] * 4 + ["unknown_order"]), [d["value"]["detail"] for d in letters]
+    assert all(d["value"]["source_topic"] == cluster.topics.order_events and d["value"]["detail"] for d in letters)
+    assert http_get(f"{w.url}/orders/o-known")[1]["lines"] == before["lines"]  # nothing of them applied
+    assert w.alive(), w.tail()
+    status, body = http_get(f"{w.url}/ready")
+    assert status == 200 and body["crashed_agents"] == [], body

@@ -47,11 +47,43 @@ def test_several_answers_go_as_one_record_in_their_order():
     b'{"order_id": "o1", "kind": "answers", "answers": [{"order_id": "o2", "kind": "reserved"}]}',
     b'{"order_id": "o1", "kind": "answers", "answers": [{"order_id": "o1", "kind": "answers"}]}',
     b'{"order_id": "o1", "kind": "shipped"}',
+    # what the order's side reads, missing or of another type
+    b'{"order_id": "o1", "kind": "reserved", "attempt": 1, "granted": {}}',
+    b'{"order_id": "o1", "kind": "reserved", "sku": "X", "attempt": "1", "granted": {}}',
+    b'{"order_id": "o1", "kind": "reserved", "sku": "X", "attempt": true, "granted": {}}',
+    b'{"order_id": "o1", "kind": "reserved", "sku": "X", "attempt": 1, "granted": {"A": "2"}}',
+    b'{"order_id": "o1", "kind": "revoked", "sku": "X", "node_id": "A", "qty": 1.5, "revoke_id": "r"}',
+    b'{"order_id": "o1", "kind": "backorder_filled", "sku": "X", "line_id": "L1", "nodes": [], "fill_id": "f"}',
 ])
 def test_a_record_that_is_not_ours_is_refused_whole(raw):
     with pytest.raises(DecodeError) as exc:
         answers.unpack(raw)
     assert exc.value.reason == "bad_internal_event"
+
+
+def test_every_answer_the_owners_write_is_taken():
+    """The shapes domain/reservations.py builds pass the checks."""
+    from stockflow.domain.atp import Backorder, NodeStock, SkuState
+    from stockflow.domain import reservations as owner
+    from stockflow.streams.events import Node
+
+    nodes = {"A": Node(node_id="A", kind="store", lat=52.5, lon=13.4, services=("ship",))}
+    state = SkuState("X", stock={"A": NodeStock(5, 0)})
+    reserved = owner.reserve(state, {"order_id": "o1", "attempt": 1, "want": {"A": 2}}, nodes)
+    revoked = owner.revoke_shortage(evolve_stock(reserved.state, NodeStock(0, 2)), ("A",), cause="c")
+    waiting = SkuState("X", stock={"A": NodeStock(3, 0)},
+                       backorders=(Backorder("2026-12-07T00:00:00Z", "o1", "L1", 1, "ship", lat=52.5, lon=13.4),))
+    filled = owner.fill_backorders(waiting, nodes, "c", lambda sku, b, free: {"A": 1})
+    replies = [*reserved.replies, *revoked.replies, *filled.replies]
+    assert [r["kind"] for r in replies] == ["reserved", "revoked", "backorder_filled"]
+    raw = answers.pack("o1", [orjson.dumps(r).decode() for r in replies])
+    assert answers.unpack(raw) == ("o1", json.loads(orjson.dumps(replies)))
+
+
+def evolve_stock(state, node_stock):
+    from stockflow.domain.atp import evolve
+
+    return evolve(state, stock={"A": node_stock})
 
 
 def test_a_stock_batch_sends_one_record_per_order():
