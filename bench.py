@@ -209,6 +209,13 @@ def _vm_hwm_mb(pid: int) -> float:
     raise RuntimeError("no VmHWM in /proc status")
 
 
+def _cpu_s(pid: int) -> float:
+    """CPU seconds a process has used, every thread, user and system."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()  # after the command name, which may hold spaces
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def median(values) -> float:
     """The middle value (the mean of the two middle ones for an even count)."""
     ordered = sorted(values)
@@ -584,13 +591,21 @@ def run(args) -> dict:
         offsets_client = KafkaConsumer(bootstrap_servers=bootstrap.split(","), client_id="stockflow-bench")
         stack.callback(offsets_client.close)
         offsets_before = _end_offsets(offsets_client, stamp)
+        cpu_before = _cpu_s(worker.proc.pid)
         t0 = time.monotonic()
         for oid, value in orders:
             producer.send(topics.order_commands, oid.encode(), value)
         producer.flush()
         done = _wait("orders allocated", lambda: _metric(worker, "stockflow_allocations_total")
                      >= before + sizes.orders and time.monotonic(), slow * (180 + sizes.orders / 10))
+        cpu = _cpu_s(worker.proc.pid) - cpu_before
         out["orders_per_s"] = sizes.orders / max(done - t0, 1e-6)
+        # Steadier than orders/s between runs: the worker idled part of some
+        # phases and not of others on the same code (docs/benchmarks.md, session 22).
+        extra["orders_cpu_ms"] = 1000 * cpu / sizes.orders
+        extra["orders_busy"] = cpu / max(done - t0, 1e-6)
+        say(f"orders_per_s: {out['orders_per_s']:,.0f}; the worker's CPU {extra['orders_cpu_ms']:.2f} ms an order, "
+            f"{extra['orders_busy']:.0%} of a core")
         per_order = records_per_order(offsets_before, _settled_end_offsets(offsets_client, stamp, slow * 10),
                                       sizes.orders, {topics.order_commands}, prefix)
         extra["records_per_order"] = sum(per_order.values())
@@ -892,6 +907,7 @@ def doc_section(res: dict, machine: str, command: str, when: str) -> str:
         f"| figure | value | what |\n|---|---|---|\n{rows}\n"
         f"{_raw_text(x)}"
         f"{_floor_text(x)}"
+        f"{_orders_cpu_text(x)}"
         f"{_records_text(x)}"
         f"{_steady_text(x)}"
         f"{_hops_text(x)}"
@@ -923,6 +939,15 @@ def _output_floor_text(x: dict) -> str:
             f"SKU-state changelog records, the availability event, the ATP-view record; values of the worker's "
             f"sizes built once, no state, no decode) took {x['output_floor_eps']:,.0f} events/s: the contract's "
             f"records on this path, before any of stockflow's own work.\n")
+
+
+def _orders_cpu_text(x: dict) -> str:
+    if "orders_cpu_ms" not in x:
+        return ""
+    return (f"\nThe worker's CPU over the `orders_per_s` phase (not one of the issue's figures; every thread, from "
+            f"the first order sent to the last allocated): {x['orders_cpu_ms']:.2f} ms an order, "
+            f"{x['orders_busy']:.0%} of a core over the phase (well under 100%: it waited, on acknowledgements, "
+            f"fetches or the producer).\n")
 
 
 def _records_text(x: dict) -> str:

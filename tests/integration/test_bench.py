@@ -15,6 +15,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -64,6 +65,9 @@ def test_bench_json_has_exactly_the_figures(kafka_bootstrap, tmp_path):
     # and the same path writing the worker's four records per movement
     out_floor = re.search(r"output_floor_eps: ([0-9,]+) events/s", proc.stderr)
     assert out_floor and 0 < int(out_floor.group(1).replace(",", "")), proc.stderr[-2000:]
+    # the extra figure of the worker's CPU an order over the orders phase, and how busy it was
+    cpu = re.search(r"the\s+worker's\s+CPU\s+([0-9.]+)\s+ms\s+an\s+order,\s+([0-9]+)%\s+of\s+a\s+core", proc.stderr)
+    assert cpu and float(cpu.group(1)) > 0 and 0 < int(cpu.group(2)) <= 250, proc.stderr[-2000:]
     # the extra records-per-order figure: an order is at least its reserve commands' and its decision's records
     per_order = re.search(r"records\s+written\s+per\s+order:\s+([0-9.]+)\s+\(", proc.stderr)
     assert per_order and float(per_order.group(1)) >= 3, proc.stderr[-2000:]
@@ -227,3 +231,18 @@ def test_the_generated_section_lists_the_raw_passes_when_measured():
     assert "median of" not in without
     assert "`raw_limit_eps` is the median of 3 passes over the backlog: 334,085, 518,034, 402,357 events/s" \
         in with_passes
+
+
+def test_the_generated_section_names_the_orders_cpu_when_measured():
+    without = _section()
+    with_cpu = _section(orders_cpu_ms=1.2944, orders_busy=0.874)
+    assert "ms an order" not in without
+    assert "1.29 ms an order, 87% of a core over the phase" in with_cpu
+
+
+def test_cpu_seconds_of_a_process_grow_with_its_work():
+    before = bench._cpu_s(os.getpid())
+    deadline = time.process_time() + 0.3
+    while time.process_time() < deadline:  # bounded: about 0.3 s of CPU
+        pass
+    assert bench._cpu_s(os.getpid()) - before >= 0.2
