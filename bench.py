@@ -47,6 +47,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from statistics import median
 
 from rich.console import Console
 from rich.table import Table
@@ -214,15 +215,6 @@ def _cpu_s(pid: int) -> float:
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()  # after the command name, which may hold spaces
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def median(values) -> float:
-    """The middle value (the mean of the two middle ones for an even count)."""
-    ordered = sorted(values)
-    if not ordered:
-        raise ValueError("median of nothing")
-    mid = len(ordered) // 2
-    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -526,11 +518,11 @@ def run(args) -> dict:
         say(f"raw_limit_eps: aiokafka consumer over the backlog, median of {RAW_PASSES} passes")
         passes = [asyncio.run(_raw_consume(bootstrap, topics.movements, sizes.movements, warmup, backlog_timeout))
                   for _ in range(RAW_PASSES)]
-        out["raw_limit_eps"] = median(eps for eps, _ in passes)
-        extra["raw_passes_eps"] = [eps for eps, _ in passes]
+        rates = extra["raw_passes_eps"] = [eps for eps, _ in passes]
+        out["raw_limit_eps"] = median(rates)
         extra["raw_keys"] = passes[0][1]
         say(f"raw_limit_eps: {out['raw_limit_eps']:,.0f} events/s (passes "
-            + ", ".join(f"{eps:,.0f}" for eps, _ in passes) + ")")
+            + ", ".join(f"{eps:,.0f}" for eps in rates) + ")")
 
         def faust_baseline(name: str, app_id: str, slug: str, *flags: str) -> float:
             """A bench_naive_faust run over the backlog, in its own process."""
@@ -599,11 +591,12 @@ def run(args) -> dict:
         done = _wait("orders allocated", lambda: _metric(worker, "stockflow_allocations_total")
                      >= before + sizes.orders and time.monotonic(), slow * (180 + sizes.orders / 10))
         cpu = _cpu_s(worker.proc.pid) - cpu_before
-        out["orders_per_s"] = sizes.orders / max(done - t0, 1e-6)
+        elapsed = max(done - t0, 1e-6)
+        out["orders_per_s"] = sizes.orders / elapsed
         # Steadier than orders/s between runs: the worker idled part of some
         # phases and not of others on the same code (docs/benchmarks.md, session 22).
         extra["orders_cpu_ms"] = 1000 * cpu / sizes.orders
-        extra["orders_busy"] = cpu / max(done - t0, 1e-6)
+        extra["orders_busy"] = cpu / elapsed
         say(f"orders_per_s: {out['orders_per_s']:,.0f}; the worker's CPU {extra['orders_cpu_ms']:.2f} ms an order, "
             f"{extra['orders_busy']:.0%} of a core")
         per_order = records_per_order(offsets_before, _settled_end_offsets(offsets_client, stamp, slow * 10),
