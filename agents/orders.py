@@ -19,7 +19,7 @@ from ..domain.atp import advance
 from ..domain.idempotency import Seen
 from ..streams import answers
 from ..streams import events as ev
-from ..streams.codec import encode
+from ..streams.codec import encode_output
 from ..streams.exceptions import DecodeError
 from ..tables.context import bind_event
 from .batches import decode_keyed, first_sight, raw_topics, run_batches
@@ -88,7 +88,7 @@ def write(rt: "Runtime", step: flow.Step, event: Any, batch: OrderBatch, source:
         batch.send(order_id, rt.topics.sku_commands, cmd["sku"], orjson.dumps(cmd))
     for logical, key, body in step.outputs:
         model = OUTPUT_MODELS[logical]
-        batch.send(order_id, rt.topics.name(logical), key, encode(model.model_validate(body)))
+        batch.send(order_id, rt.topics.name(logical), key, encode_output(model, body))
         if logical == "allocations":
             metrics.ALLOCATIONS.labels(body["status"]).inc()
             if len(body["shipments"]) > 1:
