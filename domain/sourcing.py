@@ -48,7 +48,7 @@ from __future__ import annotations
 import math
 from bisect import bisect_left
 from dataclasses import dataclass, field
-from operator import add, ge
+from operator import add, ge, sub
 from typing import Callable, Mapping
 
 from ..streams.events import Node
@@ -161,11 +161,10 @@ def source(req: SourcingRequest, nodes: Mapping[str, Node], atp: Mapping[tuple[s
 
     stocked = []  # (node_id, node, ATP per SKU, distance or None)
     held = [0] * len(skus)
-    for node_id in _holders(nodes, atp, need):
+    for node_id, units in _holders(nodes, atp, skus):
         node = nodes[node_id]
         if not _open_to(req, node_id, node, capacity_left):
             continue
-        units = [atp.get((s, node_id), 0) for s in skus]
         if min(units) < 0:
             units = [max(0, q) for q in units]
         dist = None
@@ -234,14 +233,27 @@ def source(req: SourcingRequest, nodes: Mapping[str, Node], atp: Mapping[tuple[s
     return Plan(shipments, unfilled, reasons)
 
 
-def _holders(nodes: Mapping[str, Node], atp: Mapping[tuple[str, str], int], need: Mapping[str, int]) -> list[str]:
-    """Known nodes with ATP above 0 for at least one SKU in ``need``: the only
-    ones that can help. A node without any is never in a plan, so only these
-    pay for the eligibility checks (an order's view holds a few nodes per SKU,
-    against every node of the network)."""
-    if len(atp) < len(nodes) * len(need):
-        return list(dict.fromkeys(n for (s, n), q in atp.items() if q > 0 and s in need and n in nodes))
-    return [n for n in nodes if any(atp.get((s, n), 0) > 0 for s in need)]
+def _holders(nodes: Mapping[str, Node], atp: Mapping[tuple[str, str], int],
+             skus: list[str]) -> list[tuple[str, list[int]]]:
+    """Known nodes with ATP above 0 for at least one of ``skus``, each with
+    its ATP per SKU (in ``skus`` order): the only ones that can help. A node
+    without any is never in a plan, so only these pay for the eligibility
+    checks. An order's view holds a few nodes per SKU, against every node of
+    the network: one pass over it makes the vectors, rather than a lookup per
+    SKU and node (docs/benchmarks.md, session 23)."""
+    if len(atp) < len(nodes) * len(skus):
+        index = {s: j for j, s in enumerate(skus)}
+        width = len(skus)
+        vectors: dict[str, list[int]] = {}
+        for (s, n), q in atp.items():
+            j = index.get(s)
+            if j is not None and n in nodes:
+                units = vectors.get(n)
+                if units is None:
+                    units = vectors[n] = [0] * width
+                units[j] = q
+        return [(n, units) for n, units in vectors.items() if max(units) > 0]
+    return [(n, units) for n in nodes if max(units := [atp.get((s, n), 0) for s in skus]) > 0]
 
 
 def _choose(vecs: list[tuple[int, ...]], costs: list[int], ids: list[str],
@@ -256,17 +268,18 @@ def _choose(vecs: list[tuple[int, ...]], costs: list[int], ids: list[str],
     # of ranks holding at least that many: "who covers x" is one bisect.
     levels = []
     for j in range(len(target)):
-        vals: list[int] = []
-        masks: list[int] = []
+        # Grouped by count first: a SKU's counts, capped at the target, take
+        # few distinct values (two for a line of one unit).
+        holding: dict[int, int] = {}
+        for r, v in enumerate(vecs):
+            holding[v[j]] = holding.get(v[j], 0) | (1 << r)
+        vals = sorted(holding)
+        masks = [0] * len(vals)
         m = 0
-        for r in sorted(range(n), key=lambda r: -vecs[r][j]):
-            m |= 1 << r
-            if vals and vals[-1] == vecs[r][j]:
-                masks[-1] = m
-            else:
-                vals.append(vecs[r][j])
-                masks.append(m)
-        levels.append((vals[::-1], masks[::-1]))
+        for i in range(len(vals) - 1, -1, -1):
+            m |= holding[vals[i]]
+            masks[i] = m
+        levels.append((vals, masks))
     everyone = (1 << n) - 1
 
     def covering(residual: tuple[int, ...]) -> int:
@@ -281,7 +294,7 @@ def _choose(vecs: list[tuple[int, ...]], costs: list[int], ids: list[str],
         return m
 
     def minus(res: tuple[int, ...], v: tuple[int, ...]) -> tuple[int, ...]:
-        return tuple(a - b for a, b in zip(res, v))
+        return tuple(map(sub, res, v))
 
     best: tuple | None = None  # (cost, sorted node ids, ranks)
 
@@ -291,25 +304,24 @@ def _choose(vecs: list[tuple[int, ...]], costs: list[int], ids: list[str],
         if best is None or key < best[:2]:
             best = (*key, ranks)
 
-    # A node that k lower-ranked nodes each match or beat on every SKU is in
-    # no best k-set: one of them is outside the set, and swapping it in fills
-    # as much for no more cost and a smaller id tuple. Skipping such nodes
-    # shrinks the searches below.
-    beaten = [(covering(vecs[r]) & ((1 << r) - 1)).bit_count() for r in range(n)]
-
     # Pairs (a, b), a ranked before b. Ranks ascend in cost, so a's cheapest
     # partner is its lowest set bit, and once a plus the next node costs more
-    # than the best pair found, no later pair can win.
-    alive = [r for r in range(n) if beaten[r] < 2]
-    alive_mask = sum(1 << r for r in alive)
-    for i, a in enumerate(alive[:-1]):
-        if best and costs[a] + costs[alive[i + 1]] > best[0]:
+    # than the best pair found, no later pair can win: the search mostly ends
+    # after a node or two, so it runs on every node, unpruned.
+    for a in range(n - 1):
+        if best and costs[a] + costs[a + 1] > best[0]:
             break
-        partners = covering(minus(target, vecs[a])) & alive_mask & ~((2 << a) - 1)
+        partners = covering(minus(target, vecs[a])) & ~((2 << a) - 1)
         if partners:
             consider((a, (partners & -partners).bit_length() - 1))
     if best:
         return list(best[2])
+
+    # A node that k lower-ranked nodes each match or beat on every SKU is in
+    # no best k-set: one of them is outside the set, and swapping it in fills
+    # as much for no more cost and a smaller id tuple. Skipping such nodes
+    # shrinks the search below (the pairs' needed none: session 23).
+    beaten = [(covering(vecs[r]) & ((1 << r) - 1)).bit_count() for r in range(n)]
 
     alive = [r for r in range(n) if beaten[r] < 3]
     if len(alive) <= MAX_TRIPLE_NODES:
