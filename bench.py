@@ -18,7 +18,9 @@ One run measures (``FIGURES``, the keys of ``--json``):
   movements to committed state (tables, changelog, availability events).
 - ``orders_per_s``: orders of about 3 lines allocated end to end (an extra
   figure beside it, ``records_per_order``: what the worker wrote for them,
-  per topic, from the run's topics' end offsets before and after).
+  per topic, from the run's topics' end offsets before and after; another,
+  ``orders_domain_us``: the same orders through the worker's pure functions
+  in this process, no broker, ``bench_domain``).
 - ``order_p50_ms`` / ``order_p99_ms``: create command to allocation decision
   (the records' Kafka timestamps) at a fixed offered load.
 - ``rss_mb``: peak resident memory (VmHWM) of a worker holding K SKU-node keys.
@@ -52,6 +54,7 @@ from statistics import median
 from rich.console import Console
 from rich.table import Table
 
+from . import bench_domain
 from .connectors.local_workers import LocalWorker, free_port, http_get
 from .streams.events import MAX_BATCH_MOVEMENTS, Node
 from .streams.topics import Topics
@@ -226,12 +229,15 @@ def percentile(values: list[float], q: float) -> float:
     return s[rank - 1]
 
 
-def _nodes(producer: Producer, topics: Topics, node_ids: list[str], rng) -> None:
+def _nodes(producer: Producer, topics: Topics, node_ids: list[str], rng) -> dict[str, Node]:
+    nodes = {}
     for i, nid in enumerate(node_ids):
-        n = Node(node_id=nid, kind="dc" if i < 3 else "store", lat=48 + rng.random() * 6, lon=7 + rng.random() * 7,
-                 services=("ship", "pickup", "same_day"), cost_per_order=3 + rng.random() * 5, cost_per_km=0.02)
+        n = nodes[nid] = Node(node_id=nid, kind="dc" if i < 3 else "store", lat=48 + rng.random() * 6,
+                              lon=7 + rng.random() * 7, services=("ship", "pickup", "same_day"),
+                              cost_per_order=3 + rng.random() * 5, cost_per_km=0.02)
         producer.send(topics.nodes, nid.encode(), n.model_dump_json().encode())
     producer.flush()
+    return nodes
 
 
 def _create_topic(bootstrap: str, name: str, partitions: int, compacted: bool = False) -> None:
@@ -502,13 +508,15 @@ def run(args) -> dict:
         producer = Producer(bootstrap)
         stack.callback(producer.close)
         node_ids = [f"N{i:02d}" for i in range(sizes.nodes)]
-        _nodes(producer, topics, node_ids, rng)
+        nodes = _nodes(producer, topics, node_ids, rng)
         skus = [f"B{i:05d}" for i in range(sizes.skus)]
         say(f"producing {sizes.movements:,} movements to {topics.movements}")
+        movements = []  # kept for the pure path's stock (bench_domain)
         for i in range(sizes.movements):
             sku = skus[i % len(skus)]
             value = json.dumps({"event_id": f"bm{i}", "occurred_at": now, "sku": sku, "node_id": rng.choice(node_ids),
                                 "type": "receipt", "qty": rng.randint(5, 50)}).encode()
+            movements.append(value)
             producer.send(topics.movements, sku.encode(), value)
         producer.flush()
         backlog_timeout = slow * (180 + sizes.movements / 100)
@@ -646,6 +654,12 @@ def run(args) -> dict:
         extra["offered_rate"] = offered
         _hops(bootstrap, topics, created, decided, slow, extra)
         worker.stop(signal.SIGTERM, 60)
+
+        # ---- the same orders' pure work, no broker (extra): with no worker running
+        say(f"orders_domain_us: the {sizes.orders:,} orders through the worker's pure functions, in this process")
+        extra.update(bench_domain.measure(nodes, bench_domain.stock_from(movements), [v for _, v in orders],
+                                          warmup=min(200, sizes.orders // 10)))
+        say(f"orders_domain_us: {bench_domain.text(extra)}")
 
         # ---- ingest of movement envelopes (extra, not one of the issue's figures)
         if sizes.envelope:
@@ -901,6 +915,7 @@ def doc_section(res: dict, machine: str, command: str, when: str) -> str:
         f"{_raw_text(x)}"
         f"{_floor_text(x)}"
         f"{_orders_cpu_text(x)}"
+        f"{_domain_text(x)}"
         f"{_records_text(x)}"
         f"{_steady_text(x)}"
         f"{_hops_text(x)}"
@@ -941,6 +956,16 @@ def _orders_cpu_text(x: dict) -> str:
             f"the first order sent to the last allocated): {x['orders_cpu_ms']:.2f} ms an order, "
             f"{x['orders_busy']:.0%} of a core over the phase (well under 100%: it waited, on acknowledgements, "
             f"fetches or the producer).\n")
+
+
+def _domain_text(x: dict) -> str:
+    if "orders_domain_us" not in x:
+        return ""
+    return (f"\nThe same orders through the worker's pure functions, in the bench's process with no broker (not "
+            f"one of the issue's figures; `bench_domain`: decode, plan, the owners' reserves, answers, decision, "
+            f"every output and document encoded, no records, tables or idempotency): "
+            f"{bench_domain.text(x)}. A floor for the worker's CPU an order: `orders_per_s` cannot pass "
+            f"{1e6 / x['orders_domain_us']:,.0f} on one core however cheap the rest.\n")
 
 
 def _records_text(x: dict) -> str:

@@ -68,6 +68,11 @@ def test_bench_json_has_exactly_the_figures(kafka_bootstrap, tmp_path):
     # the extra figure of the worker's CPU an order over the orders phase, and how busy it was
     cpu = re.search(r"the\s+worker's\s+CPU\s+([0-9.]+)\s+ms\s+an\s+order,\s+([0-9]+)%\s+of\s+a\s+core", proc.stderr)
     assert cpu and float(cpu.group(1)) > 0 and 0 < int(cpu.group(2)) <= 250, proc.stderr[-2000:]
+    # the extra pure-path figure: the same orders through the worker's functions, no broker
+    domain = re.search(r"orders_domain_us:\s+([0-9,]+)\s+us\s+an\s+order\s+\(the\s+order\s+side\s+([0-9,]+),",
+                       proc.stderr)
+    assert domain and int(domain.group(1).replace(",", "")) >= int(domain.group(2).replace(",", "")) > 0, \
+        proc.stderr[-2000:]
     # the extra records-per-order figure: an order is at least its reserve commands' and its decision's records
     per_order = re.search(r"records\s+written\s+per\s+order:\s+([0-9.]+)\s+\(", proc.stderr)
     assert per_order and float(per_order.group(1)) >= 3, proc.stderr[-2000:]
@@ -238,6 +243,15 @@ def test_the_generated_section_names_the_orders_cpu_when_measured():
     with_cpu = _section(orders_cpu_ms=1.2944, orders_busy=0.874)
     assert "ms an order" not in without
     assert "1.29 ms an order, 87% of a core over the phase" in with_cpu
+
+
+def test_the_generated_section_names_the_pure_path_when_measured():
+    without = _section()
+    with_domain = _section(orders_domain_us=640.0,
+                           orders_domain_parts_us={"order_side": 350.0, "owner_side": 100.0, "records": 180.0})
+    assert "pure functions" not in without
+    assert "640 us an order (the order side 350, the SKU owners 100, records and documents 180)" in with_domain
+    assert "`orders_per_s` cannot pass 1,562 on one core" in with_domain
 
 
 def test_cpu_seconds_of_a_process_grow_with_its_work():
