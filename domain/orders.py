@@ -210,7 +210,11 @@ def _expected_date(supply: list, qty: int) -> str | None:
 
 
 def _finalize(state: dict, nodes: Mapping[str, Node], at: datetime, step: Step) -> Step:
-    state = clone(state)
+    # A copy of what a decision changes: each line's fields and the map of
+    # shipments (it only adds to it); the rest is shared, as on_reserved
+    # shares it. A whole clone was 17 us an order (session 23).
+    state = {**state, "lines": {lid: dict(ln) for lid, ln in state["lines"].items()},
+             "shipments": dict(state["shipments"])}
     _assign_grants(state)
     unfilled = {lid: ln["qty"] - sum(ln["alloc"].values()) for lid, ln in state["lines"].items()}
     commands = list(step.commands)

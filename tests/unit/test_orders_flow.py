@@ -189,3 +189,12 @@ def test_an_answer_never_changes_the_state_it_was_given():
     replan = flow.on_reserved(second, reply(step, "Y", {}), {("Y", "B"): 3}, NODES, 50, AT)
     assert replan.state["attempt"] == 2 and replan.commands
     assert second == kept
+    # the last attempt short: decided as it is, the rest backordered, or
+    # rejected, or (all or nothing) every grant given back
+    last = {**second, "attempt": flow.MAX_ATTEMPTS}
+    for policy in ({}, {"allow_backorder": False}, {"allow_partial": False}):
+        before = {**last, **policy}
+        kept = json.loads(json.dumps(before))
+        decided = flow.on_reserved(before, {**reply(step, "Y", {}), "attempt": flow.MAX_ATTEMPTS}, {}, NODES, 50, AT)
+        assert decided.state["phase"] == "open" and decided.outputs, policy
+        assert before == kept, policy
