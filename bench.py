@@ -954,8 +954,13 @@ def _orders_cpu_text(x: dict) -> str:
         return ""
     return (f"\nThe worker's CPU over the `orders_per_s` phase (not one of the issue's figures; every thread, from "
             f"the first order sent to the last allocated): {x['orders_cpu_ms']:.2f} ms an order, "
-            f"{x['orders_busy']:.0%} of a core over the phase (well under 100%: it waited, on acknowledgements, "
-            f"fetches or the producer).\n")
+            f"{x['orders_busy']:.0%} of a core over the phase{_waited(x['orders_busy'])}.\n")
+
+
+def _waited(busy: float) -> str:
+    # Under a whole core: the worker waited (acknowledgements, fetches, the
+    # producer) part of the phase; the share says how much.
+    return " (it waited the rest: acknowledgements, fetches, the producer)" if busy < 0.98 else ""
 
 
 def _domain_text(x: dict) -> str:

@@ -242,7 +242,9 @@ def test_the_generated_section_names_the_orders_cpu_when_measured():
     without = _section()
     with_cpu = _section(orders_cpu_ms=1.2944, orders_busy=0.874)
     assert "ms an order" not in without
-    assert "1.29 ms an order, 87% of a core over the phase" in with_cpu
+    assert "1.29 ms an order, 87% of a core over the phase (it waited the rest" in with_cpu
+    busy = _section(orders_cpu_ms=1.2944, orders_busy=0.99)
+    assert "99% of a core over the phase." in busy and "waited" not in busy
 
 
 def test_the_generated_section_names_the_pure_path_when_measured():
