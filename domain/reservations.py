@@ -37,7 +37,10 @@ class OwnerResult:
 # one loses; an order forgotten here would win with a stale attempt, which
 # needs a command delayed past a thousand newer orders of the SKU, while
 # identical re-sends are already skipped by their cmd_id (seen-events).
+# Only attempts after the first are remembered: no attempt is older than the
+# first, so remembering it rejects nothing.
 ATTEMPTS_KEPT = 1000
+FIRST_ATTEMPT = 1
 
 
 def free_for(state: SkuState, node_id: str, node: Node | None, order_id: str | None = None) -> int:
@@ -132,7 +135,11 @@ def reserve(state: SkuState, cmd: Mapping, nodes: Mapping[str, Node]) -> OwnerRe
             oversell += 1
         granted[node_id] = got
     state, changed = _set_holding(state, order_id, granted)
-    state = evolve(state, attempts=_remember_attempt(state, order_id, attempt))
+    if attempt > FIRST_ATTEMPT:
+        # A best-seller's first attempts, nearly all its orders, were each
+        # copied into its document and then copied by every reserve: 69 us
+        # a reserve at 1,000 of them against 35 at 10 (session 22).
+        state = evolve(state, attempts=_remember_attempt(state, order_id, attempt))
     return OwnerResult(state, (_reserved(state, order_id, attempt, granted, nodes),), changed, oversell)
 
 

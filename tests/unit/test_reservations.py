@@ -187,13 +187,13 @@ def test_attempts_stay_bounded_but_holders_and_recent_orders_are_kept():
     kept = owner.ATTEMPTS_KEPT
     st = reserve(state(), "holder", {"A": 1}, attempt=3).state  # holds a unit for good
     for i in range(kept + 200):
-        st = reserve(st, f"o{i}", {}, attempt=1).state  # holds nothing here
+        st = reserve(st, f"o{i}", {}, attempt=2).state  # holds nothing here
     assert len(st.attempts) == kept + 1  # the holder, and the latest `kept` others
     assert st.attempts["holder"] == 3 and "o0" not in st.attempts and f"o{kept + 199}" in st.attempts
     # the holder's stale attempt still loses, as does a recent order's
     assert reserve(st, "holder", {"A": 5}, attempt=2).replies == ()
-    st = reserve(st, f"o{kept + 150}", {}, attempt=2).state
-    assert reserve(st, f"o{kept + 150}", {"A": 1}, attempt=1).replies == ()
+    st = reserve(st, f"o{kept + 150}", {}, attempt=3).state
+    assert reserve(st, f"o{kept + 150}", {"A": 1}, attempt=2).replies == ()
     # and the bound survives the document's round trip (insertion order is recency)
     assert list(SkuState.from_dict(st.to_dict()).attempts) == list(st.attempts)
 
@@ -203,10 +203,27 @@ def test_holders_do_not_count_against_the_others_kept(monkeypatch):
     monkeypatch.setattr(owner, "ATTEMPTS_KEPT", 5)
     st = state()
     for i in range(4):
-        st = reserve(st, f"h{i}", {"A": 1}, attempt=1).state  # holders
+        st = reserve(st, f"h{i}", {"A": 1}, attempt=2).state  # holders
     for i in range(3):
-        st = reserve(st, f"o{i}", {}, attempt=1).state
+        st = reserve(st, f"o{i}", {}, attempt=2).state
     assert set(st.attempts) == {"h0", "h1", "h2", "h3", "o0", "o1", "o2"}
     for i in range(3, 6):
-        st = reserve(st, f"o{i}", {}, attempt=1).state
+        st = reserve(st, f"o{i}", {}, attempt=2).state
     assert set(st.attempts) == {"h0", "h1", "h2", "h3", "o1", "o2", "o3", "o4", "o5"}
+
+
+def test_a_first_attempt_is_not_remembered_and_no_stale_one_wins():
+    """A best-seller's orders nearly all reserve once: remembering each first
+    attempt grew its document and every reserve's copy of it (session 22)."""
+    st = state()
+    for i in range(300):
+        st = reserve(st, f"o{i}", {"A": 1} if i < 2 else {}, attempt=1).state
+    assert st.attempts == {}
+    # a second attempt is remembered, and then the first one loses
+    st = reserve(st, "o5", {"A": 1}, attempt=2).state
+    assert st.attempts == {"o5": 2}
+    assert reserve(st, "o5", {"A": 3}, attempt=1).replies == ()
+    assert st.reservations["o5"] == {"A": 1}
+    # an attempt 1 remembered by an older document still decides nothing new
+    old = SkuState("X", stock=st.stock, reservations=st.reservations, attempts={"o7": 1})
+    assert reserve(old, "o7", {"A": 1}, attempt=1).replies[0]["granted"] == {"A": 1}
