@@ -206,6 +206,21 @@ class ReturnLine(Event):
 
 OrderCommandType = Literal["create", "cancel", "cancel_line", "change_address", "return_request"]
 
+# How big a create may be: the characters of its ids plus a share a line
+# (``create_size``). An order's document, with the records its batch
+# decided kept beside it (agents/outbox.py), is one changelog record; with
+# every line shipped from its own node it takes about 20 bytes a unit of
+# this size, so a larger create could make a record over Kafka's 1 MB
+# limit, whose write stops the worker, again on every restart. That is
+# about 250 lines of short ids, 70 of 200-character ids
+# (tests/unit/test_order_size.py builds the largest allowed and measures).
+MAX_CREATE_SIZE = 36 * 1024
+LINE_SHARE = 140
+
+
+def create_size(order_id: str, lines: tuple["OrderLine", ...]) -> int:
+    return len(order_id) + sum(len(ln.line_id) + len(ln.sku or "") + LINE_SHARE for ln in lines)
+
 
 class OrderCommand(InputEvent):
     type: OrderCommandType
@@ -238,6 +253,10 @@ class OrderCommand(InputEvent):
             ids = [ln.line_id for ln in self.lines]
             if len(set(ids)) != len(ids):
                 raise ValueError("line_id values must be unique")
+            size = create_size(self.order_id, self.lines)
+            if size > MAX_CREATE_SIZE:
+                raise ValueError(f"create too large to keep: its ids and lines come to {size} units, over "
+                                 f"{MAX_CREATE_SIZE} (fewer or shorter lines; split the order)")
         elif t == "cancel_line" and self.line_id is None:
             raise ValueError("cancel_line needs line_id")
         elif t == "change_address" and self.address is None:

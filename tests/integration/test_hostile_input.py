@@ -15,7 +15,7 @@ from collections import Counter
 import pytest
 
 from ..hostile import INPUTS, KNOWN_REASONS, hostile_records
-from ..support import http_get, movement, node_record, order_create, wait_until
+from ..support import http_get, movement, node_record, order_create, post, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -152,6 +152,52 @@ def test_hostile_answers_on_the_internal_topic_are_dead_lettered_whole_and_order
         ["bad_internal_event"] * 4 + ["unknown_order"]), [d["value"]["detail"] for d in letters]
     assert all(d["value"]["source_topic"] == cluster.topics.order_events and d["value"]["detail"] for d in letters)
     assert http_get(f"{w.url}/orders/o-known")[1]["lines"] == before["lines"]  # nothing of them applied
+    assert w.alive(), w.tail()
+    status, body = http_get(f"{w.url}/ready")
+    assert status == 200 and body["crashed_agents"] == [], body
+
+
+def test_an_order_too_large_to_keep_is_dead_lettered_and_the_worker_keeps_running(cluster):
+    """An order's document, with the records its batch decided, is one
+    changelog record (agents/outbox.py). Before the create's size bound
+    (streams/events.py), this order (300 lines of 200-character ids, each
+    shipped from its own node, well within the 500 lines a create may carry)
+    was allocated in the local store, and then its decision's record failed
+    as over Kafka's 1 MB limit: the orders agent crashed on
+    MessageSizeTooLargeError, /ready answered 503, and the restarted agent
+    met the same record. Now the create is refused, as bad input."""
+    pad = "x" * 196
+    n = 300
+    skus = [f"S{i:03d}{pad}" for i in range(n)]
+    for i, sku in enumerate(skus):
+        cluster.send("nodes", f"N{i:03d}", node_record(f"N{i:03d}", lat=52.0 + i / 100))
+        cluster.send("movements", sku, movement(sku, f"N{i:03d}", "receipt", 1))
+    cluster.send("nodes", "N-small", node_record("N-small"))
+    cluster.send("movements", "SKU-A", movement("SKU-A", "N-small", "receipt", 5))
+    cluster.flush()
+    w = cluster.add_worker()
+    wait_until(lambda: http_get(f"{w.url}/atp/{skus[-1]}")[1]["network_atp"] == 1
+               and http_get(f"{w.url}/atp/SKU-A")[1]["network_atp"] == 5, 90, what="stock in ATP")
+
+    big = order_create("O" * 200, [(sku, 1) for sku in skus], event_id="oc-big")
+    big["customer"]["customer_id"] = "cust-big"
+    for i, line in enumerate(big["lines"]):
+        line["line_id"] = f"L{i:03d}{pad}"
+    status, body = post(f"{w.url}/orders", big)  # refused at the intake too
+    assert status == 422 and "create too large to keep" in str(body), (status, body)
+    cluster.send("order_commands", big["order_id"], big)
+    cluster.send("order_commands", "o-after", order_create("o-after", [("SKU-A", 2)]))
+    cluster.flush()
+
+    after = wait_until(lambda: (r := http_get(f"{w.url}/orders/o-after")) and r[0] == 200
+                       and r[1]["status"] != "created" and r[1], 90, what="order after the large one")
+    assert after["status"] == "allocated"
+    letters = cluster.read_all("deadletter", timeout=10, min_count=1)
+    assert [(d["value"]["error"], d["value"]["source_topic"]) for d in letters] == [
+        ("invalid_fields", cluster.topics.order_commands)]
+    assert "create too large to keep" in letters[0]["value"]["detail"]
+    assert http_get(f"{w.url}/orders/{big['order_id']}")[0] == 404
+    assert http_get(f"{w.url}/atp/{skus[0]}")[1]["network_atp"] == 1  # nothing of it reserved
     assert w.alive(), w.tail()
     status, body = http_get(f"{w.url}/ready")
     assert status == 200 and body["crashed_agents"] == [], body
