@@ -77,44 +77,60 @@ async def _each_batch(rt: "Runtime", batches: Any, new_batch: Callable[[], Any],
                       flush: Callable[["Runtime", Any], None], order: InOrder) -> None:
     async for events in batches:
         producer = rt.app.producer._ensure_producer()  # aiokafka's, for its batch API
-        batch = new_batch()
-        # This agent's table writes of this batch (tables/writes.py).
-        writes = table_writes.begin()
-        handled = []
-        for event in events:
-            if not await _in_order(rt, order, event.message):
-                continue
-            handled.append(event)
-            # Faust reads and writes a table in the partition of the current event.
-            bind_event(event)
-            if trace.TRACE:
-                trace.handled(event.message)
-            metrics.labelled(metrics.EVENTS_PROCESSED, event.message.topic).inc()
-            await handlers[event.message.topic](rt, event, batch)
-        # The states first, each carrying the records its batch decided (its
-        # outbox: agents/outbox.py says why); only once they are in the
-        # changelog do those records go out. After a crash the next batch to
-        # read a key sends them again instead of deciding anew, so a crash at
-        # any point leaves either nothing or the same records.
-        flush(rt, batch)
-        written = await writes.send(producer)
-        if batch.outbox:
-            # Only this batch's changelog records: waiting for the whole
-            # producer (producer.flush) also waited for the other agent's
-            # outputs and halved orders/s (docs/benchmarks.md).
-            await asyncio.gather(*written)
-            batch.release(rt.emit)
-        # Acknowledged before the next batch: only the last batch's records
-        # can still be on their way, and only they are kept in the states.
-        await rt.emit.drain(delivered=True)
-        await asyncio.gather(*written)
-        if batch.outbox:
-            _mark_sent(rt, handled)
-            # Not waited for: a mark lost in a crash only means identical
-            # re-sends, and Faust's commit flushes the producer first.
-            await writes.send(producer)
+        rest = events
+        while rest:
+            batch = new_batch()
+            # This agent's table writes of this batch (tables/writes.py).
+            writes = table_writes.begin()
+            handled = []
+            taken = 0
+            for event in rest:
+                taken += 1
+                if not await _in_order(rt, order, event.message):
+                    continue
+                handled.append(event)
+                # Faust reads and writes a table in the partition of the current event.
+                bind_event(event)
+                if trace.TRACE:
+                    trace.handled(event.message)
+                metrics.labelled(metrics.EVENTS_PROCESSED, event.message.topic).inc()
+                await handlers[event.message.topic](rt, event, batch)
+                if batch.full():
+                    # A key's records fill what its state's changelog record
+                    # can carry (agents/outbox.py): written now, and the rest
+                    # of the events, still in order, as the next batch.
+                    break
+            rest = rest[taken:]
+            await _write(rt, batch, writes, handled, flush, producer)
         if trace.TRACE:
             trace.batch_done(events)
+
+
+async def _write(rt: "Runtime", batch: Any, writes: Any, handled: list, flush: Callable[["Runtime", Any], None],
+                 producer: Any) -> None:
+    """Write a batch's states, then hand its records to the producer."""
+    # The states first, each carrying the records its batch decided (its
+    # outbox: agents/outbox.py says why); only once they are in the
+    # changelog do those records go out. After a crash the next batch to
+    # read a key sends them again instead of deciding anew, so a crash at
+    # any point leaves either nothing or the same records.
+    flush(rt, batch)
+    written = await writes.send(producer)
+    if batch.outbox:
+        # Only this batch's changelog records: waiting for the whole
+        # producer (producer.flush) also waited for the other agent's
+        # outputs and halved orders/s (docs/benchmarks.md).
+        await asyncio.gather(*written)
+        batch.release(rt.emit)
+    # Acknowledged before the next batch: only the last batch's records
+    # can still be on their way, and only they are kept in the states.
+    await rt.emit.drain(delivered=True)
+    await asyncio.gather(*written)
+    if batch.outbox:
+        _mark_sent(rt, handled)
+        # Not waited for: a mark lost in a crash only means identical
+        # re-sends, and Faust's commit flushes the producer first.
+        await writes.send(producer)
 
 
 def _mark_sent(rt: "Runtime", handled: list) -> None:

@@ -23,6 +23,16 @@ from .. import metrics
 if TYPE_CHECKING:
     from ..app import Runtime
 
+# How many bytes of records one key's outbox may gather before its batch
+# ends early (agents/batches.py). The outbox is written inside the key's
+# state, one changelog record, and Kafka refuses a record over 1 MB: its
+# write crashed the agent, again on every restart (docs/reliability.md,
+# bug 24). A best-seller stocked at 500 nodes answers each reserve with
+# its ATP at all of them, 9 KB, so about 110 reserves of it in one batch
+# passed the limit. The records are text inside the state's JSON (a fifth
+# more with their quotes escaped), and the state itself needs room too.
+OUTBOX_BUDGET = 384 * 1024
+
 
 class Outbox:
     """Per key: the records decided in this batch, the inputs they were
@@ -38,6 +48,8 @@ class Outbox:
         # is written only after the batch's handlers ran (agents/batches.py),
         # and a batch of replies reads it for nearly every key it loads.
         self.sent_marks: dict[int, dict[str, int]] = {}
+        self.box_bytes: dict[str, int] = {}  # key -> bytes of its outbox's records
+        self.largest = 0  # the most of any key
 
     def remember_stored(self, rt: "Runtime", key: str, box: dict | None) -> None:
         """Called when a batch first reads the key's state. Records the state
@@ -54,6 +66,7 @@ class Outbox:
             self.resent.add(key)
             for record in box["records"]:
                 self.outbox.setdefault(key, []).append(list(record))
+                self._count(key, len(record[2]))
             for seen in box["inputs"]:
                 self.decided(key, *seen)
             metrics.OUTBOX_RESENT.inc(len(box["records"]))
@@ -62,6 +75,16 @@ class Outbox:
         if isinstance(record_key, bytes):
             record_key = record_key.decode("utf-8")
         self.outbox.setdefault(key, []).append([topic, record_key, value.decode("utf-8")])
+        self._count(key, len(value))
+
+    def _count(self, key: str, size: int) -> None:
+        held = self.box_bytes[key] = self.box_bytes.get(key, 0) + size
+        if held > self.largest:
+            self.largest = held
+
+    def full(self) -> bool:
+        """Whether some key's records fill its budget: the batch ends here."""
+        return self.largest >= OUTBOX_BUDGET
 
     def decided(self, key: str, source: str, offset: int) -> None:
         inputs = self.inputs.setdefault(key, [])

@@ -5,7 +5,7 @@ import pytest
 
 import json
 
-from ..support import http_get, movement, movement_batch, node_record, wait_until
+from ..support import http_get, movement, movement_batch, node_record, order_create, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -166,3 +166,35 @@ def test_movement_envelope_applies_its_lines_once_and_dead_letters_the_bad(clust
     figures = {(a["node_id"], a["on_hand"]) for a in avail}
     assert {("S1", 7), ("S2", 8)} <= figures <= {("S1", 7), ("S2", 7), ("S2", 8)}
     assert w.alive()
+
+
+def test_a_best_seller_at_many_nodes_reserved_by_many_orders_at_once(cluster):
+    """A SKU owner's changelog record is the SKU's document with the answers
+    its batch gave (agents/outbox.py), each carrying the SKU's ATP at every
+    node it stocks: 500 nodes make an answer of about 9 KB, and 300 reserves
+    arriving together a record over Kafka's 1 MB limit. Before batches
+    ended early at a key's outbox budget, the stock agent crashed on
+    MessageSizeTooLargeError, again on every restart."""
+    n_nodes, n_orders = 500, 300
+    for i in range(n_nodes):
+        cluster.send("nodes", f"STORE-{i:04d}", node_record(f"STORE-{i:04d}", lat=52.0 + i / 1000))
+        cluster.send("movements", "HOT", movement("HOT", f"STORE-{i:04d}", "receipt", 2))
+    cluster.flush()
+    w = cluster.add_worker()
+    wait_until(lambda: http_get(f"{w.url}/atp/HOT")[1]["network_atp"] == 2 * n_nodes, 120, what="stock in ATP")
+    for i in range(n_orders):  # at once: their reserves reach the owner together
+        cluster.send("order_commands", f"hot-{i}", order_create(f"hot-{i}", [("HOT", 1)]))
+    cluster.flush()
+
+    def settled():
+        statuses = [http_get(f"{w.url}/orders/hot-{i}") for i in range(n_orders)]
+        return all(s == 200 and b["status"] == "allocated" for s, b in statuses)
+
+    wait_until(settled, 120, 1.0, what="every order allocated")
+    atp = http_get(f"{w.url}/atp/HOT")[1]
+    assert atp["network_atp"] == 2 * n_nodes - n_orders
+    assert sum(n["reserved"] for n in atp["nodes"]) == n_orders, atp
+    assert w.alive(), w.tail()
+    status, body = http_get(f"{w.url}/ready")
+    assert status == 200 and body["crashed_agents"] == [], body
+    assert "MessageSizeTooLarge" not in w.tail()

@@ -201,3 +201,24 @@ def test_a_refusal_without_an_order_goes_out_at_once():
     step = flow.Step(None, dead_letter=("unknown_node", "pickup node 'X' is unknown"))
     agent.write(rt, step, event(TOPICS.order_commands, 0, 1), batch, f"{TOPICS.order_commands}:0", None)
     assert batch.outbox == {} and len(rt.emit.pending) == 1
+
+
+def test_a_batch_is_full_once_one_keys_records_reach_the_budget(monkeypatch):
+    """agents/batches.py ends a batch early when ``full``: one key's records
+    live in its state's changelog record, which Kafka limits to 1 MB."""
+    from stockflow.agents import outbox
+
+    monkeypatch.setattr(outbox, "OUTBOX_BUDGET", 1000)
+    box = outbox.Outbox()
+    for i in range(9):  # 900 bytes spread over keys: no key is near it
+        box.send(f"k{i % 3}", "t", "r", b"x" * 100)
+    assert not box.full()
+    box.send("k0", "t", "r", b"y" * 600)  # k0 now holds 900
+    assert not box.full()
+    box.send("k0", "t", "r", b"z" * 100)
+    assert box.full() and box.box_bytes["k0"] == 1000
+    # a stored outbox sent again counts toward its key too
+    again = outbox.Outbox()
+    rt = SimpleNamespace(seen=SimpleNamespace(sent_through=lambda partition: {}))
+    again.remember_stored(rt, "k9", {"inputs": [["t:0", 5]], "records": [["t", "r", "w" * 1000]]})
+    assert again.full()
