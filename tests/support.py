@@ -54,6 +54,12 @@ def wait_until(check: Callable[[], Any], timeout: float, interval: float = 0.2, 
     raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
 
 
+def order_decided(url: str, order_id: str) -> Callable[[], Any]:
+    """A ``wait_until`` check: the order's status document once it is past
+    ``created`` (a decision was taken), else a falsy value."""
+    return lambda: (r := http_get(f"{url}/orders/{order_id}")) and r[0] == 200 and r[1]["status"] != "created" and r[1]
+
+
 class WorkerProc(LocalWorker):
     """A worker under test: ``kill`` defaults to SIGKILL."""
 

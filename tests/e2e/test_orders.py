@@ -5,7 +5,7 @@ from collections import Counter, defaultdict
 
 import pytest
 
-from ..support import http_get, movement, node_record, order_create, post, wait_until
+from ..support import http_get, movement, node_record, order_create, order_decided, post, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -116,13 +116,10 @@ def test_sourcing_capture_and_query(cluster):
                                                        pickup_node_id="ST-EMPTY", allow_backorder=False))
     assert status == 202
 
-    def decided(order_id):
-        return lambda: (r := http_get(f"{w.url}/orders/{order_id}")) and r[0] == 200 and r[1]["status"] != "created" and r[1]
-
-    doc = wait_until(decided("two-line"), 60, what="two-line decided")
+    doc = wait_until(order_decided(w.url, "two-line"), 60, what="two-line decided")
     assert doc["status"] == "allocated"
     assert [s["node_id"] for s in doc["shipments"]] == ["DC-FAR"]  # ship complete beats nearer split
-    doc = wait_until(decided("pickup-empty"), 60, what="pickup decided")
+    doc = wait_until(order_decided(w.url, "pickup-empty"), 60, what="pickup decided")
     assert doc["status"] == "rejected"
     d = decisions(cluster)
     rej = d["pickup-empty"][0]["rejected"]

@@ -15,7 +15,7 @@ from collections import Counter
 import pytest
 
 from ..hostile import INPUTS, KNOWN_REASONS, hostile_records
-from ..support import http_get, movement, node_record, order_create, post, wait_until
+from ..support import http_get, movement, node_record, order_create, order_decided, post, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -67,8 +67,7 @@ def test_hostile_records_are_dead_lettered_one_to_one_and_good_ones_still_flow(c
     wait_until(lambda: http_get(f"{w.url}/atp/GOOD-SKU")[1]["network_atp"] == 7, 90, what="good movement in ATP")
     cluster.send("order_commands", "good-order", order_create("good-order", [("GOOD-SKU", 2)]))
     cluster.flush()
-    doc = wait_until(lambda: (r := http_get(f"{w.url}/orders/good-order")) and r[0] == 200
-                     and r[1]["status"] != "created" and r[1], 90, what="good order decided")
+    doc = wait_until(order_decided(w.url, "good-order"), 90, what="good order decided")
     assert doc["status"] == "allocated"
     assert http_get(f"{w.url}/atp/GOOD-SKU")[1]["network_atp"] == 5
 
@@ -142,8 +141,7 @@ def test_hostile_answers_on_the_internal_topic_are_dead_lettered_whole_and_order
     # good records after them still flow
     cluster.send("order_commands", "o-after", order_create("o-after", [("SKU-A", 3)]))
     cluster.flush()
-    after = wait_until(lambda: (r := http_get(f"{w.url}/orders/o-after")) and r[0] == 200
-                       and r[1]["status"] != "created" and r[1], 90, what="order after the hostile answers")
+    after = wait_until(order_decided(w.url, "o-after"), 90, what="order after the hostile answers")
     assert after["status"] == "allocated"
     assert http_get(f"{w.url}/atp/SKU-A")[1]["network_atp"] == 4
 
@@ -189,8 +187,7 @@ def test_an_order_too_large_to_keep_is_dead_lettered_and_the_worker_keeps_runnin
     cluster.send("order_commands", "o-after", order_create("o-after", [("SKU-A", 2)]))
     cluster.flush()
 
-    after = wait_until(lambda: (r := http_get(f"{w.url}/orders/o-after")) and r[0] == 200
-                       and r[1]["status"] != "created" and r[1], 90, what="order after the large one")
+    after = wait_until(order_decided(w.url, "o-after"), 90, what="order after the large one")
     assert after["status"] == "allocated"
     letters = cluster.read_all("deadletter", timeout=10, min_count=1)
     assert [(d["value"]["error"], d["value"]["source_topic"]) for d in letters] == [
